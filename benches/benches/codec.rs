@@ -3,6 +3,9 @@
 //!
 //! Run: `cargo bench -p lockstep-benches --bench codec`.
 
+// Fixtures are ours, not input from outside: a failure to encode them is a bug to stop on.
+#![allow(clippy::expect_used)]
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use lockstep_proto::{Encoding, FrameDecoder, decode, encode_frame, encode_into, limits};
 use std::hint::black_box;

@@ -75,7 +75,8 @@ mod tests {
             t2: 300,
             t3: 400,
         };
-        let err = (s.offset_micros() - 0).abs();
+        let true_offset = 0;
+        let err = (s.offset_micros() - true_offset).abs();
         assert!(err <= s.error_bound_micros(), "{err}");
         assert_eq!(err, 100);
     }
