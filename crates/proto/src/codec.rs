@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::error::{DecodeError, EncodeError};
-use crate::message::{Message, MessageType, Parse};
+use crate::message::{Message, MessageType, Parse, RequestId};
 use crate::validate::Validate;
 
 /// Deepest nesting a message may have; ours need five levels, so this only stops abuse.
@@ -68,11 +68,11 @@ pub fn decode(bytes: &[u8], encoding: Encoding, max_len: usize) -> Result<Messag
             max: max_len,
         });
     }
-    let tag = match encoding {
-        Encoding::MessagePack => msgpack_type(bytes)?,
-        Encoding::Json => json_type(bytes)?,
+    let Head { kind, req } = match encoding {
+        Encoding::MessagePack => msgpack_head(bytes)?,
+        Encoding::Json => json_head(bytes)?,
     };
-    let kind = tag.map_err(DecodeError::UnknownType)?;
+    let kind = kind.map_err(|name| DecodeError::UnknownType { name, req })?;
     let message = match encoding {
         Encoding::MessagePack => kind.parse::<MsgPack>(bytes),
         Encoding::Json => kind.parse::<Json>(bytes),
@@ -80,18 +80,20 @@ pub fn decode(bytes: &[u8], encoding: Encoding, max_len: usize) -> Result<Messag
     .map_err(|detail| DecodeError::InvalidFields {
         kind: kind.name(),
         detail,
+        req,
     })?;
     message
         .validate()
         .map_err(|error| DecodeError::OutOfRange {
             kind: kind.name(),
             error,
+            req,
         })?;
     Ok(message)
 }
 
 /// The first pass over MessagePack: exactly one map, with a string `type`.
-fn msgpack_type(bytes: &[u8]) -> Result<TypeTag, DecodeError> {
+fn msgpack_head(bytes: &[u8]) -> Result<Head, DecodeError> {
     let mut rest = bytes;
     let mut de = rmp_serde::Deserializer::new(&mut rest);
     de.set_max_depth(MAX_DEPTH);
@@ -109,7 +111,7 @@ fn msgpack_type(bytes: &[u8]) -> Result<TypeTag, DecodeError> {
 }
 
 /// The first pass over JSON: exactly one object, with a string `type`.
-fn json_type(bytes: &[u8]) -> Result<TypeTag, DecodeError> {
+fn json_head(bytes: &[u8]) -> Result<Head, DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let tag = de
         .deserialize_map(TagVisitor)
@@ -140,39 +142,117 @@ impl Parse for Json {
 /// The `type` of a message: known, or the unknown name (shortened for error messages).
 type TypeTag = Result<MessageType, String>;
 
+/// What the first pass learns: the type, and the `req` to echo if the second pass fails.
+struct Head {
+    kind: TypeTag,
+    req: Option<RequestId>,
+}
+
 struct TagVisitor;
 
 impl<'de> Visitor<'de> for TagVisitor {
-    type Value = TypeTag;
+    type Value = Head;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a map with a string `type` field")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TypeTag, A::Error> {
-        let mut tag = None;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Head, A::Error> {
+        let mut kind = None;
+        let mut req = None;
         while let Some(key) = map.next_key::<Key>()? {
             match key {
-                Key::Type if tag.is_some() => return Err(de::Error::duplicate_field("type")),
-                Key::Type => tag = Some(map.next_value::<TypeName>()?.0),
+                Key::Type if kind.is_some() => return Err(de::Error::duplicate_field("type")),
+                Key::Type => kind = Some(map.next_value::<TypeName>()?.0),
+                // Only remembered; whether it is valid is the second pass's business.
+                Key::Req => req = map.next_value::<LenientReq>()?.0,
                 Key::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        tag.ok_or_else(|| de::Error::missing_field("type"))
+        let kind = kind.ok_or_else(|| de::Error::missing_field("type"))?;
+        Ok(Head { kind, req })
     }
 }
 
-/// A map key: `type` or anything else (MessagePack allows keys of any type).
+/// A `req` value if it is a `u32`, nothing otherwise (never an error).
+struct LenientReq(Option<RequestId>);
+
+impl<'de> de::Deserialize<'de> for LenientReq {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<LenientReq, D::Error> {
+        d.deserialize_any(LenientReqVisitor)
+    }
+}
+
+struct LenientReqVisitor;
+
+impl<'de> Visitor<'de> for LenientReqVisitor {
+    type Value = LenientReq;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<LenientReq, E> {
+        Ok(LenientReq(RequestId::try_from(v).ok()))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<LenientReq, E> {
+        Ok(LenientReq(RequestId::try_from(v).ok()))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<LenientReq, E> {
+        Ok(LenientReq(None))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<LenientReq, E> {
+        Ok(LenientReq(None))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<LenientReq, E> {
+        Ok(LenientReq(None))
+    }
+
+    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<LenientReq, E> {
+        Ok(LenientReq(None))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<LenientReq, E> {
+        Ok(LenientReq(None))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<LenientReq, E> {
+        Ok(LenientReq(None))
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<LenientReq, D::Error> {
+        d.deserialize_any(LenientReqVisitor)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<LenientReq, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(LenientReq(None))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LenientReq, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(LenientReq(None))
+    }
+}
+
+/// A map key: `type` or another field's name. Keys must be strings: MessagePack allows keys of
+/// any type, but serde's derived field matching would take an integer key `1` for "the second
+/// field", an encoding the spec does not have, so non-string keys are malformed.
 enum Key {
     Type,
+    Req,
     Other,
 }
 
 impl<'de> de::Deserialize<'de> for Key {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
-        d.deserialize_any(KeyVisitor)
+        d.deserialize_str(KeyVisitor)
     }
 }
 
@@ -182,35 +262,15 @@ impl<'de> Visitor<'de> for KeyVisitor {
     type Value = Key;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a scalar map key")
+        f.write_str("a string map key")
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
-        Ok(if v == "type" { Key::Type } else { Key::Other })
-    }
-
-    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Key, E> {
-        Ok(if v == b"type" { Key::Type } else { Key::Other })
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Key, E> {
-        Ok(Key::Other)
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Key, E> {
-        Ok(Key::Other)
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Key, E> {
-        Ok(Key::Other)
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Key, E> {
-        Ok(Key::Other)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Key, E> {
-        Ok(Key::Other)
+        Ok(match v {
+            "type" => Key::Type,
+            "req" => Key::Req,
+            _ => Key::Other,
+        })
     }
 }
 
@@ -310,6 +370,48 @@ mod tests {
                 "{} -> {err}",
                 String::from_utf8_lossy(input)
             );
+        }
+    }
+
+    #[test]
+    fn msgpack_keys_must_be_strings() {
+        // {"type":"seek", 1: 3.5}: an integer key, which serde would take for field index 1.
+        let mut bytes = vec![0x82, 0xa4];
+        bytes.extend_from_slice(b"type");
+        bytes.push(0xa4);
+        bytes.extend_from_slice(b"seek");
+        bytes.push(0x01);
+        bytes.push(0xcb);
+        bytes.extend_from_slice(&3.5f64.to_be_bytes());
+        let err = decode(&bytes, Encoding::MessagePack, 1000).unwrap_err();
+        assert!(matches!(err, DecodeError::Malformed(_)), "{err}");
+        // A key that is binary rather than a string, or a string that is not UTF-8.
+        for key in [
+            &[0xc4, 0x04, b't', b'y', b'p', b'e'][..],
+            &[0xa2, 0xff, 0xfe][..],
+        ] {
+            let mut bytes = vec![0x81];
+            bytes.extend_from_slice(key);
+            bytes.push(0xc0);
+            let err = decode(&bytes, Encoding::MessagePack, 1000).unwrap_err();
+            assert!(matches!(err, DecodeError::Malformed(_)), "{err}");
+        }
+    }
+
+    #[test]
+    fn errors_after_the_first_pass_carry_the_req() {
+        let cases: &[(&[u8], Option<u32>)] = &[
+            (br#"{"type":"seek","req":9,"position":-1}"#, Some(9)),
+            (br#"{"req":10,"type":"seek"}"#, Some(10)),
+            (br#"{"type":"warp","req":11}"#, Some(11)),
+            (br#"{"type":"seek","req":"12","position":1}"#, None),
+            (br#"{"type":"seek","req":[{"a":1}],"position":1}"#, None),
+            (br#"{"type":"seek","req":4294967296,"position":1}"#, None),
+            (br#"{"type":"seek","req":13,"position":1"#, None),
+        ];
+        for (input, req) in cases {
+            let err = decode(input, Encoding::Json, 1000).unwrap_err();
+            assert_eq!(err.req(), *req, "{}", String::from_utf8_lossy(input));
         }
     }
 

@@ -6,6 +6,8 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::message::RequestId;
+
 macro_rules! error_codes {
     ($( $(#[doc = $doc:literal])* $variant:ident = $name:literal, )*) => {
         /// The code carried by an `error` message. Serialized as its snake_case name.
@@ -132,8 +134,13 @@ pub enum DecodeError {
     #[error("malformed message: {0}")]
     Malformed(String),
     /// A well-formed message of a type this implementation does not know.
-    #[error("unknown message type `{0}`")]
-    UnknownType(String),
+    #[error("unknown message type `{name}`")]
+    UnknownType {
+        /// The type name as sent (at most 64 characters of it).
+        name: String,
+        /// The message's `req`, if it had a readable one.
+        req: Option<RequestId>,
+    },
     /// A known type whose fields are missing or of the wrong type.
     #[error("invalid `{kind}` message: {detail}")]
     InvalidFields {
@@ -141,6 +148,8 @@ pub enum DecodeError {
         kind: &'static str,
         /// The parser's description.
         detail: String,
+        /// The message's `req`, if it had a readable one.
+        req: Option<RequestId>,
     },
     /// A known type whose fields parsed but are out of range.
     #[error("invalid `{kind}` message: {error}")]
@@ -149,6 +158,8 @@ pub enum DecodeError {
         kind: &'static str,
         /// The offending field.
         error: FieldError,
+        /// The message's `req`.
+        req: Option<RequestId>,
     },
 }
 
@@ -158,10 +169,21 @@ impl DecodeError {
         match self {
             DecodeError::TooLarge { .. } => ErrorCode::TooLarge,
             DecodeError::Malformed(_) => ErrorCode::Malformed,
-            DecodeError::UnknownType(_) => ErrorCode::UnknownType,
+            DecodeError::UnknownType { .. } => ErrorCode::UnknownType,
             DecodeError::InvalidFields { .. } | DecodeError::OutOfRange { .. } => {
                 ErrorCode::InvalidField
             }
+        }
+    }
+
+    /// The `req` of the message that failed, when the map was readable and `req` a `u32`, so
+    /// the relay's `error` can name the request it answers.
+    pub fn req(&self) -> Option<RequestId> {
+        match self {
+            DecodeError::TooLarge { .. } | DecodeError::Malformed(_) => None,
+            DecodeError::UnknownType { req, .. }
+            | DecodeError::InvalidFields { req, .. }
+            | DecodeError::OutOfRange { req, .. } => *req,
         }
     }
 }

@@ -163,8 +163,10 @@ impl Validate for Member {
 
 /// Per-room settings the host (or a passed proposal) may change.
 ///
-/// The defaults are what a room gets when `create_room` names none.
+/// The defaults are what a room gets when `create_room` names none; a field missing on the
+/// wire takes its default, so options added later do not break older senders.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RoomOptions {
     /// Listed by `list_rooms`.
     pub public: bool,
@@ -177,7 +179,8 @@ pub struct RoomOptions {
     /// Democratic mode: a proposal passes when yes votes exceed this percentage of the present
     /// voting members (0..=99; 50 is a strict majority).
     pub quorum_percent: u8,
-    /// Democratic mode: at least this many yes votes are needed (1..=capacity).
+    /// Democratic mode: at least this many yes votes are needed (at least 1; a relay counts at
+    /// most the members present, so a small room is never stuck).
     pub min_voters: u32,
     /// Democratic mode: an undecided proposal expires after this long (1000..=600000 ms).
     pub proposal_timeout_ms: u32,
@@ -267,7 +270,7 @@ pub struct RoomInfo {
 
 impl Validate for RoomInfo {
     fn validate(&self) -> Result<(), FieldError> {
-        self.id.validate().map_err(|e| e.within("room"))?;
+        validate::identifier("id", self.id.as_str(), MAX_ID_BYTES)?;
         validate::name("name", &self.name, MAX_NAME_CHARS)?;
         if let Some(invite) = &self.invite {
             validate::identifier("invite", invite, MAX_ID_BYTES)?;
@@ -299,7 +302,7 @@ pub struct RoomSummary {
 
 impl Validate for RoomSummary {
     fn validate(&self) -> Result<(), FieldError> {
-        self.id.validate()?;
+        validate::identifier("id", self.id.as_str(), MAX_ID_BYTES)?;
         validate::name("name", &self.name, MAX_NAME_CHARS)?;
         if let Some(t) = &self.media_title {
             validate::name("media_title", t, MAX_TEXT_CHARS)?;

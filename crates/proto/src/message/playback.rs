@@ -95,6 +95,8 @@ pub enum TimelineReason {
     Ready,
     /// A member's buffering paused or resumed the room.
     Buffering,
+    /// The media changed: a new timeline, paused at zero.
+    Media,
     /// Nothing changed: the relay repeats the current timeline.
     Repeat,
 }
@@ -123,7 +125,7 @@ impl Validate for StateUpdate {
 /// The member's player is (or is no longer) ready to play.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ready {
-    /// Request id, echoed in an `error` if any.
+    /// Request id, echoed in the `ack` or `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub req: Option<RequestId>,
     /// Ready or not.
@@ -140,7 +142,7 @@ fn yes() -> bool {
 /// The member's player started buffering.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BufferingStart {
-    /// Request id, echoed in an `error` if any.
+    /// Request id, echoed in the `ack` or `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub req: Option<RequestId>,
     /// Where the player stands, seconds.
@@ -156,7 +158,7 @@ impl Validate for BufferingStart {
 /// The member's player stopped buffering.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BufferingEnd {
-    /// Request id, echoed in an `error` if any.
+    /// Request id, echoed in the `ack` or `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub req: Option<RequestId>,
     /// Where the player stands, seconds.

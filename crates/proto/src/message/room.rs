@@ -229,11 +229,18 @@ pub struct MemberLeft {
     pub member: MemberId,
     /// Why.
     pub reason: LeaveReason,
+    /// The kicker's stated reason, shown to people (at most 256 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl Validate for MemberLeft {
     fn validate(&self) -> Result<(), FieldError> {
-        self.room.validate()
+        self.room.validate()?;
+        if let Some(m) = &self.message {
+            validate::text("message", m, MAX_TEXT_CHARS)?;
+        }
+        Ok(())
     }
 }
 
@@ -272,7 +279,7 @@ pub struct Kick {
     pub req: Option<RequestId>,
     /// Who.
     pub member: MemberId,
-    /// Shown to the member, at most 256 characters.
+    /// Shown to the room in `member_left.message`, at most 256 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }

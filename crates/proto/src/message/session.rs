@@ -110,8 +110,38 @@ pub struct ErrorMessage {
     pub fatal: bool,
 }
 
+impl ErrorMessage {
+    /// An error whose message is cut to the protocol's limit and cleaned of control characters,
+    /// so that any text (a parser's description quoting the input, say) makes a valid message.
+    pub fn new(
+        req: Option<RequestId>,
+        code: ErrorCode,
+        message: impl AsRef<str>,
+        fatal: bool,
+    ) -> Self {
+        let message = message
+            .as_ref()
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(MAX_TEXT_CHARS)
+            .collect();
+        ErrorMessage {
+            req,
+            code,
+            message,
+            fatal,
+        }
+    }
+}
+
 impl Validate for ErrorMessage {
     fn validate(&self) -> Result<(), FieldError> {
+        if self.code == ErrorCode::Other {
+            return Err(FieldError::new(
+                "code",
+                "`other` stands for codes unknown to the receiver; it is never sent",
+            ));
+        }
         validate::text("message", &self.message, MAX_TEXT_CHARS)
     }
 }
@@ -124,6 +154,29 @@ pub struct Ack {
     /// When the request opened a proposal instead of applying at once, its id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proposal: Option<ProposalId>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DecodeError, Encoding, Message, decode, encode};
+
+    #[test]
+    fn any_decode_error_makes_a_valid_error_message() {
+        let huge = format!(
+            r#"{{"type":"set_role","member":1,"role":"{}\n"}}"#,
+            "x".repeat(5000)
+        );
+        let err: DecodeError = decode(huge.as_bytes(), Encoding::Json, 100_000).unwrap_err();
+        let reply = Message::Error(ErrorMessage::new(
+            Some(4),
+            err.code(),
+            err.to_string(),
+            false,
+        ));
+        let bytes = encode(&reply, Encoding::MessagePack).unwrap();
+        assert!(bytes.len() < 400);
+    }
 }
 
 impl Validate for Ack {

@@ -11,7 +11,7 @@ use crate::validate::{self, Validate};
 /// Say something to the room.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Chat {
-    /// Request id, echoed in an `error` if any.
+    /// Request id, echoed in the `ack` or `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub req: Option<RequestId>,
     /// 1..=500 characters.
@@ -58,7 +58,7 @@ impl Validate for ChatMessage {
 /// React (an emoji or a short word).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct React {
-    /// Request id, echoed in an `error` if any.
+    /// Request id, echoed in the `ack` or `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub req: Option<RequestId>,
     /// 1..=16 characters.

@@ -80,7 +80,7 @@ pub(crate) fn example(kind: MessageType) -> Message {
         T::Hello => Hello {
             version: 1,
             client: "lockstep-web/0.1.0".into(),
-            features: vec!["datagrams".into(), "reactions".into()],
+            features: vec![],
             token: None,
             name: Some("Ada".into()),
             resume: None,
@@ -93,7 +93,7 @@ pub(crate) fn example(kind: MessageType) -> Message {
             resume_token: "r_8f3b9e2c41d7a6f0".into(),
             resumed: false,
             server_time: ServerTime(NOW),
-            features: vec!["datagrams".into()],
+            features: vec![],
             limits: SessionLimits {
                 max_frame: 16_384,
                 max_datagram: 1_100,
@@ -187,7 +187,8 @@ pub(crate) fn example(kind: MessageType) -> Message {
         T::MemberLeft => MemberLeft {
             room: room(),
             member: 11,
-            reason: LeaveReason::Disconnected,
+            reason: LeaveReason::Kicked,
+            message: Some("spoilers in chat".into()),
         }
         .into(),
         T::RoomClosed => RoomClosed {
@@ -562,6 +563,10 @@ fn error_code() -> impl Strategy<Value = ErrorCode> {
     proptest::sample::select(ErrorCode::ALL)
 }
 
+fn member_left_message() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of(text(256))
+}
+
 fn features() -> impl Strategy<Value = Vec<String>> {
     proptest::collection::vec(token(), 0..=32)
 }
@@ -748,6 +753,7 @@ pub(crate) fn arb_message(kind: MessageType) -> BoxedStrategy<Message> {
                     room,
                     member,
                     reason,
+                    message: None,
                 }
                 .into()
             })
@@ -792,6 +798,7 @@ pub(crate) fn arb_message(kind: MessageType) -> BoxedStrategy<Message> {
                 TimelineReason::Resync,
                 TimelineReason::Ready,
                 TimelineReason::Buffering,
+                TimelineReason::Media,
                 TimelineReason::Repeat,
             ]),
             proptest::option::of(any::<u32>()),
