@@ -6,7 +6,6 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let _ = lockstep_consensus::MODES;
     eprintln!(
         "lockstep {}: protocol version {}. The relay's transports are not built yet \
          (see the relay issue); nothing is served.",
