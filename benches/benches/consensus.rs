@@ -51,7 +51,8 @@ fn consensus(c: &mut Criterion) {
         group.bench_function(n.to_string(), |b| {
             b.iter(|| {
                 yes = !yes;
-                r.vote(black_box(voter), id, yes, now).expect("open proposal");
+                r.vote(black_box(voter), id, yes, now)
+                    .expect("open proposal");
                 while r.poll_output().is_some() {}
             })
         });
@@ -73,7 +74,8 @@ fn consensus(c: &mut Criterion) {
                     }
                     let mut applied = 0;
                     while let Some(o) = r.poll_output() {
-                        applied += usize::from(matches!(o, lockstep_consensus::Output::Apply { .. }));
+                        applied +=
+                            usize::from(matches!(o, lockstep_consensus::Output::Apply { .. }));
                     }
                     assert_eq!(applied, 1, "the seek passed and was applied once");
                 },

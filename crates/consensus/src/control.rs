@@ -764,8 +764,10 @@ mod tests {
 
     #[test]
     fn passing_the_remote_lets_everyone_control_playback_only() {
-        let mut options = RoomOptions::default();
-        r_set(&mut options, |o| o.everyone_controls = true);
+        let options = RoomOptions {
+            everyone_controls: true,
+            ..RoomOptions::default()
+        };
         let mut r = room(PolicyMode::Host, 3, options);
         assert_eq!(
             r.request(3, Action::SetRate { rate: 1.5 }, t(1)),
@@ -790,10 +792,6 @@ mod tests {
         back.everyone_controls = false;
         r.set_options(1, back, t(2)).unwrap();
         assert_eq!(code(r.request(3, Action::Play, t(3))), ErrorCode::Forbidden);
-    }
-
-    fn r_set(options: &mut RoomOptions, f: impl FnOnce(&mut RoomOptions)) {
-        f(options);
     }
 
     #[test]

@@ -42,8 +42,12 @@ fn action() -> impl Strategy<Value = Action> {
         (0.0..1000.0f64).prop_map(|position| Action::Seek { position }),
         (0.5..2.0f64).prop_map(|rate| Action::SetRate { rate }),
         Just(Action::Resync),
-        Just(Action::SetMode { mode: PolicyMode::Host }),
-        Just(Action::SetMode { mode: PolicyMode::Democratic }),
+        Just(Action::SetMode {
+            mode: PolicyMode::Host
+        }),
+        Just(Action::SetMode {
+            mode: PolicyMode::Democratic
+        }),
         member().prop_map(|member| Action::Kick { member }),
         member().prop_map(|to| Action::TransferHost { to }),
     ]
@@ -126,7 +130,9 @@ fn has_authority(mode: PolicyMode, options: &RoomOptions, who: Standing, action:
             _ => controller,
         },
         PolicyMode::Democratic => match action {
-            Action::SetMode { mode: PolicyMode::Host } => who.moderator,
+            Action::SetMode {
+                mode: PolicyMode::Host,
+            } => who.moderator,
             Action::TransferHost { .. } => host,
             Action::Pause => options.pause_without_vote,
             _ => false,
@@ -155,7 +161,10 @@ fn run(mode: PolicyMode, options: RoomOptions, ops: &[Op]) -> Result<Vec<Output>
                 let who = standing(&room, *m);
                 let verdict = room.request(*m, action.clone(), now);
                 if !who.present {
-                    prop_assert!(matches!(verdict, Verdict::Reject(_)), "absent member {m} was heard");
+                    prop_assert!(
+                        matches!(verdict, Verdict::Reject(_)),
+                        "absent member {m} was heard"
+                    );
                 }
                 request = Some((who, action.clone(), verdict));
             }
@@ -169,7 +178,11 @@ fn run(mode: PolicyMode, options: RoomOptions, ops: &[Op]) -> Result<Vec<Output>
                 let again = room.vote(*m, *p, *yes, now);
                 let repeat: Vec<Output> = std::iter::from_fn(|| room.poll_output()).collect();
                 prop_assert!(repeat.is_empty(), "a repeated vote produced {repeat:?}");
-                if first.is_ok() && out.iter().all(|o| !matches!(o, Output::Proposal(PolicyEvent::Decided { .. }))) {
+                if first.is_ok()
+                    && out
+                        .iter()
+                        .all(|o| !matches!(o, Output::Proposal(PolicyEvent::Decided { .. })))
+                {
                     prop_assert!(again.is_ok());
                 }
                 check_outputs(&out, None, mode_before, &options_before, &mut decided)?;
@@ -203,7 +216,13 @@ fn run(mode: PolicyMode, options: RoomOptions, ops: &[Op]) -> Result<Vec<Output>
             }
         }
         let out: Vec<Output> = std::iter::from_fn(|| room.poll_output()).collect();
-        check_outputs(&out, request.as_ref(), mode_before, &options_before, &mut decided)?;
+        check_outputs(
+            &out,
+            request.as_ref(),
+            mode_before,
+            &options_before,
+            &mut decided,
+        )?;
         check_state(&room)?;
         all.extend(out);
     }
@@ -214,8 +233,18 @@ fn run(mode: PolicyMode, options: RoomOptions, ops: &[Op]) -> Result<Vec<Output>
         room.handle_timeout(now);
     }
     let out: Vec<Output> = std::iter::from_fn(|| room.poll_output()).collect();
-    check_outputs(&out, None, room.mode(), &room.options().clone(), &mut decided)?;
-    prop_assert!(room.open_proposals().is_empty(), "proposals left open: {:?}", room.open_proposals());
+    check_outputs(
+        &out,
+        None,
+        room.mode(),
+        &room.options().clone(),
+        &mut decided,
+    )?;
+    prop_assert!(
+        room.open_proposals().is_empty(),
+        "proposals left open: {:?}",
+        room.open_proposals()
+    );
     all.extend(out);
     Ok(all)
 }
@@ -231,7 +260,11 @@ fn check_outputs(
     for o in out {
         match o {
             Output::Proposal(PolicyEvent::Decided { proposal, outcome }) => {
-                prop_assert!(decided.insert(proposal.id), "proposal {} decided twice", proposal.id);
+                prop_assert!(
+                    decided.insert(proposal.id),
+                    "proposal {} decided twice",
+                    proposal.id
+                );
                 if *outcome == Outcome::Passed {
                     prop_assert!(
                         proposal.yes >= proposal.needed,
@@ -258,10 +291,16 @@ fn check_outputs(
                     );
                 }
                 Cause::Proposal(id) => {
-                    prop_assert!(passed_now.contains(id), "{action:?} applied for proposal {id}, which did not just pass");
+                    prop_assert!(
+                        passed_now.contains(id),
+                        "{action:?} applied for proposal {id}, which did not just pass"
+                    );
                 }
                 Cause::Ready | Cause::Buffering => {
-                    prop_assert!(matches!(action, Action::Play | Action::Pause), "{action:?} by a wait");
+                    prop_assert!(
+                        matches!(action, Action::Play | Action::Pause),
+                        "{action:?} by a wait"
+                    );
                 }
             },
             _ => {}
@@ -271,7 +310,11 @@ fn check_outputs(
 }
 
 fn check_state(room: &RoomControl) -> Result<(), TestCaseError> {
-    let hosts = room.roster().iter().filter(|m| m.role == Role::Host).count();
+    let hosts = room
+        .roster()
+        .iter()
+        .filter(|m| m.role == Role::Host)
+        .count();
     prop_assert!(hosts <= 1, "{hosts} hosts");
     if let Some(h) = room.roster().host() {
         prop_assert_eq!(room.roster().get(h).map(|m| m.role), Some(Role::Host));
@@ -279,7 +322,10 @@ fn check_state(room: &RoomControl) -> Result<(), TestCaseError> {
         prop_assert_eq!(hosts, 0);
     }
     if room.roster().present() > 0 {
-        prop_assert!(room.roster().host().is_some(), "members present but no host");
+        prop_assert!(
+            room.roster().host().is_some(),
+            "members present but no host"
+        );
     }
     let present = room.roster().present();
     let options = room.options();
@@ -292,12 +338,21 @@ fn check_state(room: &RoomControl) -> Result<(), TestCaseError> {
         })
         .unwrap_or(present.max(1));
     for p in room.open_proposals() {
-        prop_assert_eq!(p.needed, needed, "quorum of {:?} with {} present", p, present);
+        prop_assert_eq!(
+            p.needed,
+            needed,
+            "quorum of {:?} with {} present",
+            p,
+            present
+        );
         prop_assert!(p.yes + p.no <= present.max(1), "{p:?} counts absent votes");
         prop_assert!(p.yes < p.needed, "{p:?} should have passed");
     }
     if !room.open_proposals().is_empty() {
-        prop_assert!(room.poll_timeout().is_some(), "open proposals without a timer");
+        prop_assert!(
+            room.poll_timeout().is_some(),
+            "open proposals without a timer"
+        );
     }
     Ok(())
 }
