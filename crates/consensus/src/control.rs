@@ -218,9 +218,10 @@ impl RoomControl {
     /// A member's connection dropped; it may come back within the resume window. A host keeps
     /// the role for `host_grace_ms`.
     pub fn disconnect(&mut self, member: MemberId, now: ServerTime) {
-        if !self.roster.update(member, |m| m.connected = false) {
+        if !self.roster.is_present(member) {
             return;
         }
+        self.roster.update(member, |m| m.connected = false);
         if self.roster.host() == Some(member) {
             if self.options.host_grace_ms == 0 {
                 self.succeed(Some(member));
@@ -236,9 +237,10 @@ impl RoomControl {
 
     /// A disconnected member came back (resumed).
     pub fn reconnect(&mut self, member: MemberId, now: ServerTime) {
-        if !self.roster.update(member, |m| m.connected = true) {
+        if self.roster.get(member).is_none_or(|m| m.connected) {
             return;
         }
+        self.roster.update(member, |m| m.connected = true);
         if self.host_grace.is_some_and(|(h, _)| h == member) {
             self.host_grace = None;
         }
@@ -323,8 +325,9 @@ impl RoomControl {
         }
     }
 
-    /// `from` votes on a proposal. Votes from members not present, and repeated votes, change
-    /// nothing.
+    /// `from` votes on a proposal. A vote from a member not present is refused (`forbidden`),
+    /// one on a closed or unknown proposal too (`proposal_closed`); a repeated identical vote
+    /// is accepted and changes nothing.
     pub fn vote(
         &mut self,
         from: MemberId,
@@ -520,7 +523,7 @@ impl RoomControl {
         match action {
             Action::SetMode { mode } => self.switch_mode(mode, by, cause, now),
             Action::TransferHost { to } => {
-                if self.roster.is_present(to) {
+                if self.roster.is_present(to) && self.roster.host() != Some(to) {
                     let previous = self.roster.host();
                     self.roster.set_host(to);
                     self.host_grace = None;
@@ -543,7 +546,8 @@ impl RoomControl {
             }
             Action::Play => {
                 let bound = self.options.ready_timeout_ms;
-                if bound > 0 && self.roster.holding_play() > 0 {
+                // Waiting only makes sense when starting from a pause.
+                if self.paused && bound > 0 && self.roster.holding_play() > 0 {
                     let until = match self.pending_play {
                         // A repeated play keeps the first deadline: the wait stays bounded.
                         Some(p) => p.until,
@@ -1038,6 +1042,42 @@ mod tests {
     }
 
     #[test]
+    fn a_brief_disconnect_does_not_dodge_a_kick_vote() {
+        let mut r = room(PolicyMode::Democratic, 4, RoomOptions::default());
+        let id = proposed(r.request(1, Action::Kick { member: 4 }, t(1)));
+        r.disconnect(4, t(2));
+        r.reconnect(4, t(3));
+        assert!(decisions(&drain(&mut r)).is_empty(), "still open");
+        r.vote(2, id, true, t(4)).unwrap();
+        r.vote(3, id, true, t(4)).unwrap();
+        let out = drain(&mut r);
+        assert_eq!(decisions(&out), [(id, Outcome::Passed)]);
+        assert!(r.roster().get(4).is_none(), "kicked");
+        // But a target who leaves the room withdraws the proposal.
+        let id = proposed(r.request(1, Action::Kick { member: 3 }, t(5)));
+        r.leave(3, t(6));
+        assert_eq!(decisions(&drain(&mut r)), [(id, Outcome::Withdrawn)]);
+    }
+
+    #[test]
+    fn a_second_disconnect_does_not_extend_the_hosts_grace() {
+        let mut r = room(PolicyMode::Host, 2, RoomOptions::default());
+        r.disconnect(1, t(0));
+        r.disconnect(1, t(20));
+        assert_eq!(r.poll_timeout(), Some(t(30)));
+    }
+
+    #[test]
+    fn play_while_playing_does_not_wait() {
+        let mut r = room(PolicyMode::Host, 2, RoomOptions::default());
+        r.request(1, Action::Play, t(1));
+        drain(&mut r);
+        r.join(5, false, t(2)); // not ready
+        r.request(1, Action::Play, t(3));
+        assert_eq!(applied(&drain(&mut r)), [(Action::Play, Cause::Command)]);
+    }
+
+    #[test]
     fn pause_is_a_fast_path_unless_the_room_says_otherwise() {
         let mut r = room(PolicyMode::Democratic, 3, RoomOptions::default());
         assert_eq!(r.request(3, Action::Pause, t(1)), Verdict::Apply);
@@ -1237,11 +1277,15 @@ mod tests {
         assert_eq!(r.poll_timeout(), Some(t(15)));
         r.handle_timeout(t(15));
         assert_eq!(applied(&drain(&mut r)), [(Action::Play, Cause::Buffering)]);
-        // Still buffering, but released: the room plays on.
-        r.set_buffering(3, true, t(16));
-        r.set_buffering(3, false, t(16));
-        drain(&mut r);
+        // Member 2 is still buffering but released: its buffering holds nothing any more, and
+        // reporting it again changes nothing until it stops.
+        r.set_buffering(2, true, t(16));
+        assert!(drain(&mut r).is_empty());
         assert!(!r.is_paused());
+        // Once it stops and buffers anew, it may pause the room again.
+        r.set_buffering(2, false, t(17));
+        r.set_buffering(2, true, t(18));
+        assert_eq!(applied(&drain(&mut r)), [(Action::Pause, Cause::Buffering)]);
     }
 
     // --- Resync target -----------------------------------------------------------------------

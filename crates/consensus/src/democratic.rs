@@ -246,7 +246,11 @@ impl Policy for DemocraticPolicy {
         while index < self.open.len() {
             if let Some(gone) = gone {
                 let open = &mut self.open[index];
-                if open.proposal.proposer == gone || target(&open.proposal.action) == Some(gone) {
+                // The proposer gone, or the member the action is about has left the room (not
+                // merely dropped: a brief disconnect must not dodge a kick vote).
+                let target_left = target(&open.proposal.action)
+                    .is_some_and(|t| t == gone && room.roster.get(t).is_none());
+                if open.proposal.proposer == gone || target_left {
                     self.decide(index, Outcome::Withdrawn);
                     continue;
                 }

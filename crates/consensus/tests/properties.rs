@@ -50,6 +50,14 @@ fn action() -> impl Strategy<Value = Action> {
         }),
         member().prop_map(|member| Action::Kick { member }),
         member().prop_map(|to| Action::TransferHost { to }),
+        Just(Action::SetMedia {
+            media: lockstep_proto::message::Media {
+                url: None,
+                title: "Another film".into(),
+                duration: None,
+                item_id: None,
+            }
+        }),
     ]
 }
 
@@ -107,14 +115,21 @@ struct Standing {
     present: bool,
     role: Option<Role>,
     moderator: bool,
+    /// Whether the action's target member is the host (for kicks).
+    target_is_host: bool,
 }
 
-fn standing(room: &RoomControl, id: MemberId) -> Standing {
+fn standing(room: &RoomControl, id: MemberId, action: Option<&Action>) -> Standing {
     let m = room.roster().get(id);
+    let target_is_host = match action {
+        Some(Action::Kick { member }) => room.roster().host() == Some(*member),
+        _ => false,
+    };
     Standing {
         present: m.is_some_and(|m| m.connected),
         role: m.map(|m| m.role),
         moderator: m.is_some_and(|m| m.moderator),
+        target_is_host,
     }
 }
 
@@ -125,6 +140,7 @@ fn has_authority(mode: PolicyMode, options: &RoomOptions, who: Standing, action:
     match mode {
         PolicyMode::Host => match action {
             Action::SetMode { .. } | Action::TransferHost { .. } => host,
+            Action::Kick { .. } if who.target_is_host => who.moderator,
             Action::Kick { .. } => controller,
             a if is_playback(a) => controller || options.everyone_controls,
             _ => controller,
@@ -158,7 +174,7 @@ fn run(mode: PolicyMode, options: RoomOptions, ops: &[Op]) -> Result<Vec<Output>
             Op::Disconnect(m) => room.disconnect(*m, now),
             Op::Reconnect(m) => room.reconnect(*m, now),
             Op::Request(m, action) => {
-                let who = standing(&room, *m);
+                let who = standing(&room, *m, Some(action));
                 let verdict = room.request(*m, action.clone(), now);
                 if !who.present {
                     prop_assert!(
@@ -171,7 +187,7 @@ fn run(mode: PolicyMode, options: RoomOptions, ops: &[Op]) -> Result<Vec<Output>
             Op::Vote(m, p, yes) => {
                 let first = room.vote(*m, *p, *yes, now);
                 let out: Vec<Output> = std::iter::from_fn(|| room.poll_output()).collect();
-                if !standing(&room, *m).present || decided.contains(p) {
+                if !standing(&room, *m, None).present || decided.contains(p) {
                     prop_assert!(first.is_err(), "vote by {m} on {p} was taken");
                     prop_assert!(out.is_empty(), "a refused vote produced {out:?}");
                 }
@@ -303,6 +319,40 @@ fn check_outputs(
                     );
                 }
             },
+            Output::ModeChanged { by: Some(_), .. } => {
+                // A switch credited to a member comes from that member's own request.
+                let Some((who, asked, verdict)) = request else {
+                    return Err(TestCaseError::fail(
+                        "mode switched by a member outside a request",
+                    ));
+                };
+                let switch = matches!(asked, Action::SetMode { .. });
+                prop_assert!(switch && *verdict == Verdict::Apply, "mode switched by {asked:?}");
+                prop_assert!(
+                    has_authority(mode, options, *who, asked),
+                    "{asked:?} for {who:?}"
+                );
+            }
+            Output::ModeChanged { by: None, .. } => {
+                prop_assert!(
+                    !passed_now.is_empty(),
+                    "mode switched without a member or a vote"
+                );
+            }
+            Output::HostChanged {
+                reason: lockstep_proto::message::HostChangeReason::Transferred,
+                ..
+            } => {
+                let by_request = request.is_some_and(|(who, asked, verdict)| {
+                    matches!(asked, Action::TransferHost { .. })
+                        && *verdict == Verdict::Apply
+                        && has_authority(mode, options, *who, asked)
+                });
+                prop_assert!(
+                    by_request || !passed_now.is_empty(),
+                    "host transferred without authority"
+                );
+            }
             _ => {}
         }
     }

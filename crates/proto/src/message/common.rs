@@ -161,7 +161,8 @@ impl Validate for Member {
     }
 }
 
-/// Per-room settings the host (or a passed proposal) may change.
+/// Per-room settings the host (or a moderator) may change; administration never goes to a
+/// vote.
 ///
 /// The defaults are what a room gets when `create_room` names none; a field missing on the
 /// wire takes its default, so options added later do not break older senders.

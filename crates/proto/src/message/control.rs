@@ -74,7 +74,7 @@ impl Validate for SetRole {
 pub enum HostChangeReason {
     /// The host (or a passed proposal) handed over.
     Transferred,
-    /// The host left, or stayed disconnected past the grace period.
+    /// The host left, was kicked, or stayed disconnected past the grace period.
     HostLeft,
 }
 
@@ -139,7 +139,8 @@ pub enum Outcome {
     Expired,
     /// A newer proposal of the same kind replaced it.
     Superseded,
-    /// The proposer left, or the mode changed.
+    /// The proposer left or disconnected, the member the action is about left the room, or
+    /// the mode changed.
     Withdrawn,
 }
 
