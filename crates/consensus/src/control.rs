@@ -1110,9 +1110,11 @@ mod tests {
 
     #[test]
     fn minimum_voters_holds_a_proposal_open() {
-        let mut options = RoomOptions::default();
-        options.quorum_percent = 0;
-        options.min_voters = 3;
+        let options = RoomOptions {
+            quorum_percent: 0,
+            min_voters: 3,
+            ..RoomOptions::default()
+        };
         let mut r = room(PolicyMode::Democratic, 5, options);
         let id = proposed(r.request(1, Action::Play, t(1)));
         r.vote(2, id, true, t(1)).unwrap();
@@ -1261,8 +1263,10 @@ mod tests {
 
     #[test]
     fn buffering_may_pause_the_room_but_only_for_a_bounded_time() {
-        let mut options = RoomOptions::default();
-        options.buffering_pauses_room = true;
+        let options = RoomOptions {
+            buffering_pauses_room: true,
+            ..RoomOptions::default()
+        };
         let mut r = room(PolicyMode::Host, 3, options);
         r.request(1, Action::Play, t(1));
         drain(&mut r);
