@@ -1,0 +1,135 @@
+//! One room inside the relay core: its settings, members, timeline, control, and the
+//! schedules for repeating the timeline and coalescing announcements.
+//!
+//! Owns per-room bookkeeping and the building of room messages; the core decides when to
+//! call what.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use lockstep_consensus::RoomControl;
+use lockstep_proto::message::{
+    Media, Member, MemberId, ProposalId, RoomId, RoomInfo, RoomSummary, TimelineReason, Transport,
+};
+use lockstep_proto::{ServerTime, Timeline};
+
+/// How long after a timeline change its copies follow (the first is sent at once).
+pub(crate) const REPEATS_US: [i64; 2] = [50_000, 250_000];
+/// The timeline is repeated at least this often while the room exists.
+pub(crate) const HEARTBEAT_US: i64 = 1_000_000;
+/// Joins and changes within this window go out as one `participants` message.
+pub(crate) const PARTICIPANTS_COALESCE_US: i64 = 50_000;
+/// How often members' sync figures are shared.
+pub(crate) const STATS_EVERY_US: i64 = 1_000_000;
+/// Entries in one `member_stats` (12 always fit a datagram).
+pub(crate) const STATS_ENTRIES: usize = 12;
+
+/// A room.
+#[derive(Debug)]
+pub(crate) struct Room {
+    pub(crate) id: RoomId,
+    pub(crate) name: String,
+    pub(crate) invite: String,
+    /// Argon2 PHC string; the password itself is never kept.
+    pub(crate) password: Option<String>,
+    pub(crate) capacity: u32,
+    pub(crate) media: Option<Media>,
+    pub(crate) control: RoomControl,
+    pub(crate) timeline: Timeline,
+    pub(crate) last_reason: TimelineReason,
+    pub(crate) last_by: Option<MemberId>,
+    /// Members in the room (connected or within their resume window).
+    pub(crate) members: BTreeSet<MemberId>,
+    /// Who created it, for the rooms-per-user limit.
+    pub(crate) owner: String,
+    pub(crate) repeats: VecDeque<ServerTime>,
+    pub(crate) next_heartbeat: ServerTime,
+    pub(crate) pending_participants: BTreeSet<MemberId>,
+    pub(crate) participants_due: Option<ServerTime>,
+    pub(crate) stats_due: Option<ServerTime>,
+    pub(crate) empty_since: Option<ServerTime>,
+    /// Kick reasons waiting for the kick to apply (it may go through a vote).
+    pub(crate) kick_reasons: HashMap<MemberId, String>,
+    /// Proposals opened, to count the metric once.
+    pub(crate) proposals_seen: BTreeSet<ProposalId>,
+}
+
+impl Room {
+    /// The next time the room needs the core's attention.
+    pub(crate) fn next_deadline(&self, idle_expiry_us: i64) -> Option<ServerTime> {
+        [
+            self.repeats.front().copied(),
+            Some(self.next_heartbeat),
+            self.participants_due,
+            self.stats_due,
+            self.control.poll_timeout(),
+            self.empty_since.map(|t| t.add_micros(idle_expiry_us)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The timeline changed: send it now (the caller does) and again shortly.
+    pub(crate) fn schedule_repeats(&mut self, now: ServerTime) {
+        self.repeats = REPEATS_US.iter().map(|d| now.add_micros(*d)).collect();
+        self.next_heartbeat = now.add_micros(HEARTBEAT_US);
+    }
+
+    /// The room as `viewer` may see it (the invite code only for the host and co-hosts).
+    pub(crate) fn info(&self, viewer: Option<MemberId>) -> RoomInfo {
+        let privileged = viewer
+            .and_then(|v| self.control.roster().get(v))
+            .is_some_and(|m| {
+                matches!(
+                    m.role,
+                    lockstep_proto::message::Role::Host | lockstep_proto::message::Role::Cohost
+                ) || m.moderator
+            });
+        RoomInfo {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            invite: privileged.then(|| self.invite.clone()),
+            mode: self.control.mode(),
+            host: self.control.roster().host(),
+            has_password: self.password.is_some(),
+            capacity: self.capacity,
+            media: self.media.clone(),
+            options: self.control.options().clone(),
+        }
+    }
+
+    /// A line of the public room list.
+    pub(crate) fn summary(&self) -> RoomSummary {
+        RoomSummary {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            members: u32::try_from(self.members.len()).unwrap_or(u32::MAX),
+            capacity: self.capacity,
+            mode: self.control.mode(),
+            has_password: self.password.is_some(),
+            media_title: self.media.as_ref().map(|m| m.title.clone()),
+        }
+    }
+
+    /// One member as the room sees it.
+    pub(crate) fn member(&self, id: MemberId, name: &str, transport: Transport) -> Option<Member> {
+        let state = self.control.roster().get(id)?;
+        Some(Member {
+            id,
+            name: name.to_string(),
+            role: state.role,
+            transport,
+            ready: state.ready,
+            buffering: state.buffering,
+            waited_for: state.wait_for_me,
+        })
+    }
+
+    /// Queues members for the next coalesced `participants` message.
+    pub(crate) fn announce(&mut self, ids: impl IntoIterator<Item = MemberId>, now: ServerTime) {
+        self.pending_participants.extend(ids);
+        if self.participants_due.is_none() && !self.pending_participants.is_empty() {
+            self.participants_due = Some(now.add_micros(PARTICIPANTS_COALESCE_US));
+        }
+    }
+}

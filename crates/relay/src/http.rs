@@ -1,0 +1,160 @@
+//! The relay's HTTP side: the page, health, metrics, the room API, the client config, and
+//! the WebSocket upgrade.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::certs::{CertHash, CertStore};
+use crate::server::{CoreEvent, Shared};
+
+/// What the HTTP handlers need.
+#[derive(Debug, Clone)]
+pub struct HttpState {
+    /// Connection state (shared with the transports).
+    pub shared: Arc<Shared>,
+    /// The WebTransport certificates, for `/api/config`.
+    pub certs: Arc<RwLock<CertStore>>,
+    /// Where clients reach WebTransport.
+    pub webtransport_url: String,
+    /// Where clients reach the WebSocket fallback.
+    pub websocket_url: String,
+}
+
+/// The router.
+pub fn router(state: HttpState) -> Router {
+    let shared = state.shared.clone();
+    Router::new()
+        .route("/", get(index))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/api/rooms", get(rooms))
+        .route("/api/rooms/{id}", get(room))
+        .route("/api/config", get(config))
+        .with_state(state)
+        .merge(
+            Router::new()
+                .route("/ws", get(crate::ws::upgrade))
+                .with_state(shared),
+        )
+}
+
+/// The placeholder page until the web client lands.
+const INDEX: &str = include_str!("index.html");
+
+async fn index() -> Html<&'static str> {
+    Html(INDEX)
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    version: &'static str,
+    protocol_version: u16,
+}
+
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        protocol_version: lockstep_proto::limits::PROTOCOL_VERSION,
+    })
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.shared.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn rooms(State(state): State<HttpState>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if state.shared.core.send(CoreEvent::Rooms(tx)).await.is_err() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    match rx.await {
+        Ok(rooms) => Json(rooms).into_response(),
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+async fn room(State(state): State<HttpState>, Path(id): Path<String>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if state
+        .shared
+        .core
+        .send(CoreEvent::Room(id, tx))
+        .await
+        .is_err()
+    {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    match rx.await {
+        Ok(Some(room)) => Json(room).into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, "no such public room").into_response(),
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+#[derive(Serialize)]
+struct ClientConfig {
+    protocol_version: u16,
+    webtransport: WebTransportConfig,
+    websocket: WebSocketConfig,
+}
+
+#[derive(Serialize)]
+struct WebTransportConfig {
+    url: String,
+    certificate_hashes: Vec<CertHash>,
+}
+
+#[derive(Serialize)]
+struct WebSocketConfig {
+    url: String,
+}
+
+async fn config(State(state): State<HttpState>) -> Response {
+    let hashes = state
+        .certs
+        .read()
+        .map(|c| c.published_hashes(SystemTime::now()))
+        .unwrap_or_default();
+    (
+        // Hashes change on rotation: never cache.
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(ClientConfig {
+            protocol_version: lockstep_proto::limits::PROTOCOL_VERSION,
+            webtransport: WebTransportConfig {
+                url: state.webtransport_url.clone(),
+                certificate_hashes: hashes,
+            },
+            websocket: WebSocketConfig {
+                url: state.websocket_url.clone(),
+            },
+        }),
+    )
+        .into_response()
+}
+
+/// `host:port` for URLs: IPv6 in brackets.
+pub fn authority(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    }
+}

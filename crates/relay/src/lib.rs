@@ -1,0 +1,378 @@
+//! The lockstep relay: rooms, clock sync and playback control over WebTransport and WebSocket.
+//!
+//! The relay's behaviour lives in a sans-IO core ([`core::RelayCore`]) driven by one task;
+//! the transports ([`wt`], [`ws`]) and the HTTP side ([`http`]) are thin shells that move
+//! bytes and time in and out of it. [`start`] runs everything on a tokio runtime and returns a
+//! handle with the bound addresses:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = lockstep_relay::config::Config::default();
+//! config.http = "127.0.0.1:0".parse()?; // any free port
+//! config.webtransport = "127.0.0.1:0".parse()?;
+//! let relay = lockstep_relay::start(config).await?;
+//! println!("open {}", relay.page_url());
+//! relay.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod certs;
+pub mod clock;
+pub mod config;
+pub mod core;
+pub mod http;
+pub mod limits;
+pub mod metrics;
+pub mod queue;
+pub mod server;
+pub mod session;
+pub mod ws;
+pub mod wt;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use wtransport::endpoint::endpoint_side::Server;
+use wtransport::{Endpoint, ServerConfig};
+
+use crate::certs::{CertBundle, CertStore};
+use crate::clock::ServerClock;
+use crate::config::{Config, ConfigError};
+use crate::core::{CoreConfig, MediaAllowlist, RelayCore};
+use crate::metrics::Metrics;
+use crate::server::{ConnLimits, CoreEvent, Shared};
+
+/// Why the relay could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The certificate could not be made or loaded.
+    #[error("certificate: {0}")]
+    Cert(#[from] certs::CertError),
+    /// An address could not be bound.
+    #[error("cannot bind {what} {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Something else in the QUIC set-up.
+    #[error("webtransport: {0}")]
+    WebTransport(String),
+}
+
+/// A running relay.
+pub struct Relay {
+    http_addr: SocketAddr,
+    webtransport_addr: SocketAddr,
+    shared: Arc<Shared>,
+    certs: Arc<RwLock<CertStore>>,
+    endpoint: Arc<Endpoint<Server>>,
+    stop_http: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    http_task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("http_addr", &self.http_addr)
+            .field("webtransport_addr", &self.webtransport_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// The HTTP (page, WebSocket, API) address actually bound.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The WebTransport (UDP) address actually bound.
+    pub fn webtransport_addr(&self) -> SocketAddr {
+        self.webtransport_addr
+    }
+
+    /// The page a person opens.
+    pub fn page_url(&self) -> String {
+        format!("http://{}/", http::authority(self.http_addr))
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
+    }
+
+    /// The certificate hashes published now.
+    pub fn certificate_hashes(&self) -> Vec<certs::CertHash> {
+        self.certs
+            .read()
+            .map(|c| c.published_hashes(SystemTime::now()))
+            .unwrap_or_default()
+    }
+
+    /// Stops gracefully: every client is told `going_away` (come back in 2 s with your resume
+    /// token), queues get a moment to drain, then listeners close.
+    pub async fn shutdown(self) {
+        let (done, wait) = oneshot::channel();
+        let told = self
+            .shared
+            .core
+            .send(CoreEvent::Shutdown {
+                reconnect_after_ms: 2_000,
+                done,
+            })
+            .await
+            .is_ok();
+        if told {
+            let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
+        }
+        // The writers flush the going-away messages and close their connections.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _ = self.stop_http.send(true);
+        self.endpoint
+            .close(wtransport::VarInt::from_u32(0x1001), b"relay shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        for task in &self.tasks {
+            task.abort();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.http_task).await;
+    }
+}
+
+/// QUIC settings: few streams (a session needs its HTTP/3 request and control streams plus
+/// ours), small windows (messages are small), keepalive and idle timeout.
+fn server_config(addr: SocketAddr, bundle: &CertBundle) -> Result<ServerConfig, StartError> {
+    let mut transport = wtransport::quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(8u32.into())
+        .max_concurrent_uni_streams(8u32.into())
+        .stream_receive_window(wtransport::quinn::VarInt::from_u32(64 * 1024))
+        .receive_window(wtransport::quinn::VarInt::from_u32(256 * 1024))
+        .send_window(256 * 1024)
+        .datagram_receive_buffer_size(Some(64 * 1024))
+        .datagram_send_buffer_size(64 * 1024)
+        .keep_alive_interval(Some(Duration::from_secs(5)))
+        .max_idle_timeout(Some(
+            wtransport::quinn::IdleTimeout::try_from(Duration::from_secs(30))
+                .map_err(|e| StartError::WebTransport(e.to_string()))?,
+        ));
+    Ok(ServerConfig::builder()
+        .with_bind_address(addr)
+        .with_custom_transport(bundle.identity.clone_identity(), transport)
+        .build())
+}
+
+fn load_certificate(config: &Config, now: SystemTime) -> Result<CertBundle, StartError> {
+    match (&config.cert, &config.key) {
+        (Some(cert), Some(key)) => {
+            let read = |path: &std::path::PathBuf| {
+                std::fs::read(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })
+            };
+            Ok(certs::load_pem(&read(cert)?, &read(key)?)?)
+        }
+        (None, None) => {
+            let mut names: Vec<String> = certs::DEFAULT_SUBJECT_ALT_NAMES
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            if let Some(host) = &config.public_host {
+                names.push(host.clone());
+            }
+            let ip = config.webtransport.ip().to_string();
+            if !names.contains(&ip) && !config.webtransport.ip().is_unspecified() {
+                names.push(ip);
+            }
+            let bundle = certs::self_signed(&names, certs::DEFAULT_SELF_SIGNED_VALIDITY, now)?;
+            if let Some(dir) = &config.certs_dir {
+                write_generated(dir, &bundle);
+            }
+            Ok(bundle)
+        }
+        _ => Err(ConfigError::Invalid {
+            setting: "cert/key",
+            message: "give both a certificate and its key, or neither".into(),
+        }
+        .into()),
+    }
+}
+
+fn write_generated(dir: &std::path::Path, bundle: &CertBundle) {
+    let result = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(dir.join("self-signed.pem"), &bundle.cert_pem))
+        .and_then(|()| match &bundle.key_pem {
+            Some(key) => std::fs::write(dir.join("self-signed.key.pem"), key),
+            None => Ok(()),
+        });
+    if let Err(e) = result {
+        tracing::warn!(dir = %dir.display(), error = %e, "could not write the generated certificate");
+    }
+}
+
+/// Starts the relay: binds both listeners, spawns the core and the transports.
+pub async fn start(config: Config) -> Result<Relay, StartError> {
+    let auth = config.auth_config()?;
+    let metrics = Arc::new(Metrics::default());
+    let clock = ServerClock::start();
+    let limits = &config.limits;
+    let core_config = CoreConfig {
+        resume_window_us: i64::try_from(limits.resume_window_secs.saturating_mul(1_000_000))
+            .unwrap_or(i64::MAX),
+        room_idle_expiry_us: i64::try_from(limits.room_idle_secs.saturating_mul(1_000_000))
+            .unwrap_or(i64::MAX),
+        room_capacity: limits.room_capacity,
+        rooms_per_user: limits.rooms_per_user,
+        media_hosts: MediaAllowlist::new(config.media_hosts.iter().cloned()),
+        chat_rate: (limits.chat_per_sec, limits.chat_burst),
+        ..CoreConfig::default()
+    };
+    let seed: [u8; 32] = rand::random();
+    let core = RelayCore::new(core_config, seed, metrics.clone());
+    let (core_tx, core_rx) = mpsc::channel(server::CORE_CHANNEL);
+    let shared = Arc::new(Shared::new(
+        metrics,
+        clock,
+        auth,
+        core_tx,
+        ConnLimits {
+            control: (limits.control_per_sec, limits.control_burst),
+            datagram: (limits.datagrams_per_sec, limits.datagram_burst),
+            per_ip: limits.connections_per_ip,
+        },
+        config.allowed_origins.clone(),
+    ));
+    let mut tasks = vec![tokio::spawn(server::run_core(core, core_rx, clock))];
+
+    // WebTransport.
+    let bundle = load_certificate(&config, SystemTime::now())?;
+    let endpoint =
+        Endpoint::server(server_config(config.webtransport, &bundle)?).map_err(|source| {
+            StartError::Bind {
+                what: "webtransport",
+                addr: config.webtransport,
+                source,
+            }
+        })?;
+    let webtransport_addr = endpoint
+        .local_addr()
+        .map_err(|e| StartError::WebTransport(e.to_string()))?;
+    let endpoint = Arc::new(endpoint);
+    let certs = Arc::new(RwLock::new(CertStore::new(bundle)));
+    tasks.push(tokio::spawn(wt::serve(endpoint.clone(), shared.clone())));
+    tasks.push(tokio::spawn(rotate_certificates(
+        endpoint.clone(),
+        certs.clone(),
+        config.clone(),
+        webtransport_addr,
+    )));
+
+    // HTTP and WebSocket.
+    let listener = tokio::net::TcpListener::bind(config.http)
+        .await
+        .map_err(|source| StartError::Bind {
+            what: "http",
+            addr: config.http,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        what: "http",
+        addr: config.http,
+        source,
+    })?;
+    let host = |addr: SocketAddr| match &config.public_host {
+        Some(h) => format!("{h}:{}", addr.port()),
+        None => http::authority(addr),
+    };
+    let state = http::HttpState {
+        shared: shared.clone(),
+        certs: certs.clone(),
+        webtransport_url: format!("https://{}{}", host(webtransport_addr), wt::PATH),
+        websocket_url: format!("ws://{}/ws", host(http_addr)),
+    };
+    let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let (stop_http, mut stopped) = watch::channel(false);
+    let http_task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "http server failed");
+        }
+    });
+    tracing::info!(%http_addr, %webtransport_addr, "lockstep relay listening");
+    Ok(Relay {
+        http_addr,
+        webtransport_addr,
+        shared,
+        certs,
+        endpoint,
+        stop_http,
+        tasks,
+        http_task,
+    })
+}
+
+/// Keeps a self-signed certificate fresh: when 40% of its life remains, the next one is made
+/// and its hash published; an hour later the endpoint switches to it (live sessions stay on
+/// their connections), so clients that fetched `/api/config` in between can pin either.
+async fn rotate_certificates(
+    endpoint: Arc<Endpoint<Server>>,
+    certs: Arc<RwLock<CertStore>>,
+    config: Config,
+    addr: SocketAddr,
+) {
+    const CHECK: Duration = Duration::from_secs(600);
+    const OVERLAP: Duration = Duration::from_secs(3600);
+    loop {
+        tokio::time::sleep(CHECK).await;
+        let now = SystemTime::now();
+        let due = certs.read().map(|c| c.rotation_due(now)).unwrap_or(false);
+        if !due {
+            continue;
+        }
+        let Ok(next) = load_certificate(
+            &Config {
+                cert: None,
+                key: None,
+                ..config.clone()
+            },
+            now,
+        ) else {
+            tracing::error!("could not generate the next certificate");
+            continue;
+        };
+        let Ok(server) = server_config(addr, &next) else {
+            continue;
+        };
+        if let Ok(mut c) = certs.write() {
+            c.stage(next);
+        }
+        tracing::info!("next certificate published; switching in an hour");
+        tokio::time::sleep(OVERLAP).await;
+        match endpoint.reload_config(server, false) {
+            Ok(()) => {
+                if let Ok(mut c) = certs.write() {
+                    c.promote();
+                }
+                tracing::info!("certificate rotated");
+            }
+            Err(e) => tracing::error!(error = %e, "certificate rotation failed"),
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The core actor and what every connection shares.
+//!
+//! Owns the one task that owns the [`RelayCore`]: connections send it events over a bounded
+//! channel, it feeds them to the core with the time, and hands the core's outputs to the
+//! clients' queues without ever waiting on a client. Timers are the core's `poll_timeout`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use lockstep_proto::message::{Hello, RequestId, RoomSummary, Transport};
+use lockstep_proto::{ErrorCode, Message};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auth::AuthConfig;
+use crate::clock::ServerClock;
+use crate::core::{ConnId, Output, RelayCore, SessionIdentity};
+use crate::metrics::Metrics;
+use crate::queue::ClientQueue;
+
+/// Events from connections (and the HTTP API) to the core.
+#[derive(Debug)]
+pub enum CoreEvent {
+    /// A connection opened.
+    Open {
+        /// Its id.
+        conn: ConnId,
+        /// Its transport.
+        transport: Transport,
+        /// Where its messages go.
+        queue: Arc<ClientQueue>,
+    },
+    /// A `hello`, authenticated by the shell.
+    Hello {
+        /// The connection.
+        conn: ConnId,
+        /// The message.
+        hello: Hello,
+        /// What auth made of its token.
+        identity: Result<SessionIdentity, (ErrorCode, String)>,
+    },
+    /// Any other message.
+    Message {
+        /// The connection.
+        conn: ConnId,
+        /// The message.
+        message: Message,
+    },
+    /// Input that did not decode, or broke a limit.
+    BadInput {
+        /// The connection.
+        conn: ConnId,
+        /// The wire code.
+        code: ErrorCode,
+        /// For people.
+        message: String,
+        /// The request's id, if readable.
+        req: Option<RequestId>,
+    },
+    /// A connection closed.
+    Closed {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// The public rooms (HTTP API).
+    Rooms(oneshot::Sender<Vec<RoomSummary>>),
+    /// One public room (HTTP API).
+    Room(String, oneshot::Sender<Option<RoomSummary>>),
+    /// Tell every client to go away; reply when done.
+    Shutdown {
+        /// The reconnect hint.
+        reconnect_after_ms: u32,
+        /// Signalled when the going-away messages are queued.
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// Capacity of the channel into the core: connections wait (backpressure) when it is full.
+pub const CORE_CHANNEL: usize = 16_384;
+
+/// Per-connection message limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// Control messages per second and burst.
+    pub control: (f64, f64),
+    /// Datagram-class messages per second and burst.
+    pub datagram: (f64, f64),
+    /// Connections one IP address may hold.
+    pub per_ip: u32,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            control: (20.0, 40.0),
+            datagram: (60.0, 120.0),
+            per_ip: 32,
+        }
+    }
+}
+
+/// What every connection task shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Server time.
+    pub clock: ServerClock,
+    /// How tokens are checked.
+    pub auth: AuthConfig,
+    /// Into the core.
+    pub core: mpsc::Sender<CoreEvent>,
+    /// Message limits.
+    pub limits: ConnLimits,
+    /// Origins browsers may connect from (empty: any).
+    pub allowed_origins: Vec<String>,
+    next_conn: AtomicU64,
+    per_ip: Mutex<HashMap<IpAddr, u32>>,
+}
+
+impl Shared {
+    /// Shared state around a core channel.
+    pub fn new(
+        metrics: Arc<Metrics>,
+        clock: ServerClock,
+        auth: AuthConfig,
+        core: mpsc::Sender<CoreEvent>,
+        limits: ConnLimits,
+        allowed_origins: Vec<String>,
+    ) -> Self {
+        Shared {
+            metrics,
+            clock,
+            auth,
+            core,
+            limits,
+            allowed_origins,
+            next_conn: AtomicU64::new(1),
+            per_ip: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether a browser page from `origin` may connect. Non-browser clients send no origin.
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        match origin {
+            None => true,
+            Some(o) => {
+                self.allowed_origins.is_empty()
+                    || self
+                        .allowed_origins
+                        .iter()
+                        .any(|a| a == "*" || a.eq_ignore_ascii_case(o))
+            }
+        }
+    }
+
+    /// Counts a connection from `ip`; `None` when the address holds too many already.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let mut map = self.per_ip.lock().ok()?;
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.limits.per_ip {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            shared: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One admitted connection from an address; released when dropped.
+#[derive(Debug)]
+pub struct IpSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.shared.per_ip.lock()
+            && let Some(n) = map.get_mut(&self.ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Runs the core until every sender of `events` is gone.
+pub async fn run_core(
+    mut core: RelayCore,
+    mut events: mpsc::Receiver<CoreEvent>,
+    clock: ServerClock,
+) {
+    let mut queues: HashMap<ConnId, Arc<ClientQueue>> = HashMap::new();
+    loop {
+        let deadline = core.poll_timeout().map(|t| clock.instant(t));
+        let event = match deadline {
+            Some(at) => tokio::select! {
+                event = events.recv() => match event {
+                    Some(e) => Some(e),
+                    None => break,
+                },
+                () = tokio::time::sleep_until(at.into()) => None,
+            },
+            None => match events.recv().await {
+                Some(e) => Some(e),
+                None => break,
+            },
+        };
+        let now = clock.now();
+        match event {
+            None => core.handle_timeout(now),
+            Some(event) => {
+                handle(&mut core, &mut queues, event, now);
+                // Take what else is waiting before dispatching: one pass of outputs per batch.
+                for _ in 0..256 {
+                    match events.try_recv() {
+                        Ok(event) => handle(&mut core, &mut queues, event, now),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        if core.poll_timeout().is_some_and(|t| t <= now) {
+            core.handle_timeout(now);
+        }
+        while let Some(output) = core.poll_output() {
+            match output {
+                Output::Send { to, message } => {
+                    if let Some(q) = queues.get(&to)
+                        && !q.push(message)
+                    {
+                        // Overflowed: the queue closes the client; forget it here.
+                        queues.remove(&to);
+                    }
+                }
+                Output::Close { conn, reason } => {
+                    if let Some(q) = queues.remove(&conn) {
+                        q.close(reason);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn handle(
+    core: &mut RelayCore,
+    queues: &mut HashMap<ConnId, Arc<ClientQueue>>,
+    event: CoreEvent,
+    now: lockstep_proto::ServerTime,
+) {
+    match event {
+        CoreEvent::Open {
+            conn,
+            transport,
+            queue,
+        } => {
+            queues.insert(conn, queue);
+            core.open(conn, transport);
+        }
+        CoreEvent::Hello {
+            conn,
+            hello,
+            identity,
+        } => core.hello(conn, hello, identity, now),
+        CoreEvent::Message { conn, message } => core.message(conn, message, now),
+        CoreEvent::BadInput {
+            conn,
+            code,
+            message,
+            req,
+        } => core.bad_input(conn, code, message, req),
+        CoreEvent::Closed { conn } => {
+            queues.remove(&conn);
+            core.closed(conn, now);
+        }
+        CoreEvent::Rooms(reply) => {
+            let _ = reply.send(core.public_rooms());
+        }
+        CoreEvent::Room(id, reply) => {
+            let _ = reply.send(core.public_room(&id));
+        }
+        CoreEvent::Shutdown {
+            reconnect_after_ms,
+            done,
+        } => {
+            core.shutdown(reconnect_after_ms);
+            let _ = done.send(());
+        }
+    }
+}

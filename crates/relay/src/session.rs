@@ -1,0 +1,218 @@
+//! What both transports do with bytes a client sent: decode, rate-limit, answer pings on the
+//! spot, authenticate the hello, and pass the rest to the core.
+//!
+//! Owns the per-connection inbound rules so WebTransport and WebSocket cannot drift apart.
+
+use std::sync::Arc;
+
+use lockstep_proto::message::Pong;
+use lockstep_proto::{
+    DecodeError, Encoding, ErrorCode, Message, ServerTime, TransportClass, decode, limits,
+};
+
+use crate::auth::{self, Identity};
+use crate::clock::ServerClock;
+use crate::core::{ConnId, Outgoing, SessionIdentity};
+use crate::limits::{Strikes, TokenBucket};
+use crate::metrics::LimitClass;
+use crate::server::{CoreEvent, Shared};
+
+/// What the transport does after a message.
+#[derive(Debug)]
+pub enum Flow {
+    /// Nothing more.
+    Continue,
+    /// Send this pong now.
+    Pong(Arc<Outgoing>),
+    /// The client keeps abusing its limits: close the connection.
+    Close(&'static str),
+}
+
+/// One connection's inbound state.
+#[derive(Debug)]
+pub struct Inbound {
+    conn: ConnId,
+    shared: Arc<Shared>,
+    control: TokenBucket,
+    datagrams: TokenBucket,
+    strikes: Strikes,
+    hello_sent: bool,
+}
+
+impl Inbound {
+    /// Inbound state for a new connection.
+    pub fn new(conn: ConnId, shared: Arc<Shared>) -> Self {
+        let l = shared.limits;
+        Inbound {
+            conn,
+            control: TokenBucket::new(l.control.0, l.control.1),
+            datagrams: TokenBucket::new(l.datagram.0, l.datagram.1),
+            strikes: Strikes::default(),
+            hello_sent: false,
+            shared,
+        }
+    }
+
+    /// Handles one message's bytes. `as_datagram`: it arrived as a WebTransport datagram
+    /// (errors about datagrams are not answered). `arrived`: when it was read.
+    pub async fn handle(
+        &mut self,
+        bytes: &[u8],
+        encoding: Encoding,
+        as_datagram: bool,
+        arrived: ServerTime,
+    ) -> Flow {
+        let message = match decode(bytes, encoding, limits::MAX_CLIENT_FRAME) {
+            Ok(m) => m,
+            Err(e) => {
+                if as_datagram {
+                    self.shared.metrics.decode_error(e.code());
+                    return Flow::Continue;
+                }
+                return self.bad(&e, arrived).await;
+            }
+        };
+        let class = message.kind().class();
+        let (bucket, limit_class) = match class {
+            TransportClass::Datagram => (&mut self.datagrams, LimitClass::Datagram),
+            TransportClass::Control => (&mut self.control, LimitClass::Control),
+        };
+        if !bucket.try_take(arrived) {
+            self.shared.metrics.rate_limited(limit_class);
+            if class == TransportClass::Control {
+                self.report(
+                    ErrorCode::RateLimited,
+                    "too many messages: slow down".into(),
+                    crate::core::request_id(&message),
+                )
+                .await;
+            }
+            return self.strike(arrived);
+        }
+        match message {
+            Message::Ping(ping) => {
+                if !self.hello_sent {
+                    return Flow::Continue;
+                }
+                self.shared
+                    .metrics
+                    .message_in(lockstep_proto::MessageType::Ping);
+                let pong = Message::Pong(Pong {
+                    seq: ping.seq,
+                    t0: ping.t0,
+                    t1: arrived,
+                    t2: self.shared.clock.now(),
+                });
+                self.shared
+                    .metrics
+                    .message_out(lockstep_proto::MessageType::Pong, 1);
+                Flow::Pong(Arc::new(Outgoing::new(pong)))
+            }
+            Message::Hello(hello) if !self.hello_sent => {
+                self.hello_sent = true;
+                self.shared
+                    .metrics
+                    .message_in(lockstep_proto::MessageType::Hello);
+                let identity = auth::authenticate(
+                    hello.token.as_deref(),
+                    &self.shared.auth,
+                    ServerClock::unix_seconds(),
+                )
+                .map(session_identity)
+                .map_err(|e| {
+                    let message = match e {
+                        // The key is the relay's problem; do not describe it to clients.
+                        auth::AuthError::InvalidKey(_) | auth::AuthError::NoKey => {
+                            "the relay cannot verify tokens right now".to_string()
+                        }
+                        ref other => other.to_string(),
+                    };
+                    (e.code(), message)
+                });
+                self.send(CoreEvent::Hello {
+                    conn: self.conn,
+                    hello,
+                    identity,
+                })
+                .await;
+                Flow::Continue
+            }
+            message => {
+                if as_datagram && class == TransportClass::Control {
+                    // Control messages must not travel unreliably: dropped, as the spec says.
+                    return Flow::Continue;
+                }
+                if as_datagram && !self.hello_sent {
+                    return Flow::Continue;
+                }
+                self.send(CoreEvent::Message {
+                    conn: self.conn,
+                    message,
+                })
+                .await;
+                Flow::Continue
+            }
+        }
+    }
+
+    /// A framing error on the control stream.
+    pub async fn frame_error(&mut self, code: ErrorCode, message: String, now: ServerTime) -> Flow {
+        self.report(code, message, None).await;
+        self.strike(now)
+    }
+
+    async fn bad(&mut self, e: &DecodeError, now: ServerTime) -> Flow {
+        // A relay-to-client type from a client is unknown here, whatever its fields (the
+        // spec's rule), not a malformed message of a known type.
+        let kind = match e {
+            DecodeError::InvalidFields { kind, .. } | DecodeError::OutOfRange { kind, .. } => {
+                lockstep_proto::MessageType::from_name(kind)
+            }
+            _ => None,
+        };
+        if kind.is_some_and(|k| k.direction() == lockstep_proto::Direction::RelayToClient) {
+            let name = kind.map(|k| k.name()).unwrap_or_default();
+            self.report(
+                ErrorCode::UnknownType,
+                format!("`{name}` is a relay-to-client message"),
+                e.req(),
+            )
+            .await;
+        } else {
+            self.report(e.code(), e.to_string(), e.req()).await;
+        }
+        self.strike(now)
+    }
+
+    async fn report(&mut self, code: ErrorCode, message: String, req: Option<u32>) {
+        self.send(CoreEvent::BadInput {
+            conn: self.conn,
+            code,
+            message,
+            req,
+        })
+        .await;
+    }
+
+    fn strike(&mut self, now: ServerTime) -> Flow {
+        if self.strikes.strike(now) {
+            Flow::Close("too many bad or excess messages")
+        } else {
+            Flow::Continue
+        }
+    }
+
+    async fn send(&self, event: CoreEvent) {
+        // The core only goes away when the relay stops; then there is no one to tell.
+        let _ = self.shared.core.send(event).await;
+    }
+}
+
+fn session_identity(identity: Identity) -> SessionIdentity {
+    SessionIdentity {
+        user_id: identity.user_id,
+        name: identity.name,
+        may_create_rooms: identity.may_create_rooms,
+        moderator: identity.moderator,
+    }
+}

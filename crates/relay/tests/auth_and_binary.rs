@@ -1,0 +1,169 @@
+//! Required-JWT mode end to end, and the real `lockstep` binary started as a process.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use lockstep_proto::ErrorCode;
+use lockstep_proto::message::Message;
+use lockstep_relay::auth::{Claims, mint_hs256};
+use lockstep_relay::clock::ServerClock;
+use support::{Client, relay};
+
+const SECRET: &str = "a-test-secret-of-decent-length";
+
+fn token(f: impl FnOnce(&mut Claims)) -> String {
+    let mut claims = Claims::new("user-42", ServerClock::unix_seconds() + 600);
+    claims.name = Some("Ada from Jellyfin".into());
+    claims.perms = vec!["create_rooms".into()];
+    f(&mut claims);
+    mint_hs256(&claims, SECRET.as_bytes()).unwrap()
+}
+
+fn b64(json: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+#[tokio::test]
+async fn required_tokens_are_checked_at_hello() {
+    let relay = relay(|c| {
+        c.auth.required = true;
+        c.auth.secret = Some(SECRET.into());
+    })
+    .await;
+    let now = ServerClock::unix_seconds();
+    let forged = {
+        let mut claims = Claims::new("user-42", now + 600);
+        claims.perms = vec!["moderate".into()];
+        mint_hs256(&claims, b"somebody-elses-secret").unwrap()
+    };
+    let alg_none = format!(
+        "{}.{}.",
+        b64(r#"{"alg":"none","typ":"JWT"}"#),
+        b64(&format!(
+            r#"{{"sub":"user-42","aud":"lockstep","exp":{}}}"#,
+            now + 600
+        ))
+    );
+    let cases: Vec<(&str, Option<String>, ErrorCode)> = vec![
+        ("no token", None, ErrorCode::AuthRequired),
+        (
+            "expired",
+            Some(token(|c| c.exp = now - 3_600)),
+            ErrorCode::AuthFailed,
+        ),
+        (
+            "not yet valid",
+            Some(token(|c| c.nbf = Some(now + 3_600))),
+            ErrorCode::AuthFailed,
+        ),
+        (
+            "wrong audience",
+            Some(token(|c| c.aud = Some("someone-else".into()))),
+            ErrorCode::AuthFailed,
+        ),
+        ("forged", Some(forged), ErrorCode::AuthFailed),
+        ("alg none", Some(alg_none), ErrorCode::AuthFailed),
+    ];
+    for (what, token, code) in cases {
+        let mut c = Client::websocket(&relay, false).await;
+        let err = c.hello_with("x", token, None).await.expect_err(what);
+        assert_eq!(err.code, code, "{what}");
+        assert!(err.fatal, "{what}");
+        c.expect_closed().await;
+    }
+    // A valid token: welcomed under the token's name, over either transport.
+    let mut c = Client::webtransport(&relay).await;
+    let w = c
+        .hello_with("ignored", Some(token(|_| {})), None)
+        .await
+        .unwrap();
+    assert_eq!(w.name, "Ada from Jellyfin");
+    // And may create a room, as its `create_rooms` permission says.
+    c.send(lockstep_proto::message::CreateRoom {
+        req: Some(1),
+        name: "Jellyfin night".into(),
+        password: None,
+        media: None,
+        mode: lockstep_proto::message::PolicyMode::Host,
+        options: None,
+    })
+    .await;
+    c.expect(|m| matches!(m, Message::RoomState(_))).await;
+    let metrics = relay.metrics().render();
+    assert!(
+        metrics.contains("lockstep_auth_failures_total 6"),
+        "{metrics}"
+    );
+    relay.shutdown().await;
+}
+
+/// The real binary: starts on free ports, serves a client, and exits 0 on SIGTERM after
+/// telling the client to come back.
+#[tokio::test]
+async fn the_lockstep_binary_serves_and_shuts_down_gracefully() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--webtransport",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (first, line) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = first.send(line);
+        }
+        // Keep draining, as a supervisor would.
+        for _ in lines {}
+    });
+    let line = tokio::time::timeout(Duration::from_secs(20), line)
+        .await
+        .unwrap()
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"));
+    let addr: std::net::SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let (status, body) = support::http_get(addr, "/health").await;
+    assert_eq!(status, 200, "{body}");
+    let mut c = Client::websocket_at(addr, true).await;
+    c.hello("Ada").await;
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let seen = c.expect_closed().await;
+    assert!(
+        seen.iter().any(|m| matches!(m, Message::GoingAway(_))),
+        "{seen:?}"
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
