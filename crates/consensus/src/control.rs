@@ -146,6 +146,21 @@ impl RoomControl {
         }
     }
 
+    /// A room nobody has joined yet (created through an API): whoever joins first becomes
+    /// its host.
+    pub fn new_empty(mode: PolicyMode, options: RoomOptions) -> Self {
+        RoomControl {
+            roster: Roster::new(),
+            options,
+            policy: policy_for(mode, 1),
+            paused: true,
+            pending_play: None,
+            buffering_hold: None,
+            host_grace: None,
+            outputs: VecDeque::new(),
+        }
+    }
+
     /// The active mode.
     pub fn mode(&self) -> PolicyMode {
         self.policy.mode()
@@ -844,6 +859,23 @@ mod tests {
             }]
         );
         assert_eq!(r.request(4, Action::Play, t(2)), Verdict::Apply);
+    }
+
+    #[test]
+    fn the_first_to_join_an_empty_room_is_its_host() {
+        let mut r = RoomControl::new_empty(PolicyMode::Host, RoomOptions::default());
+        assert_eq!(r.roster().host(), None);
+        r.join(5, false, t(0));
+        r.join(6, false, t(0));
+        assert_eq!(r.roster().host(), Some(5));
+        assert_eq!(
+            drain(&mut r),
+            [Output::HostChanged {
+                host: Some(5),
+                previous: None,
+                reason: HostChangeReason::HostLeft
+            }]
+        );
     }
 
     #[test]

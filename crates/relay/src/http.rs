@@ -37,7 +37,14 @@ pub fn router(state: HttpState) -> Router {
         .route("/", get(index))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .route("/api/rooms", get(rooms))
+        .route(
+            "/api/rooms",
+            get(rooms)
+                .post(create_room)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    lockstep_proto::limits::MAX_CLIENT_FRAME,
+                )),
+        )
         .route("/api/rooms/{id}", get(room))
         .route("/api/config", get(config))
         .with_state(state)
@@ -106,6 +113,133 @@ async fn room(State(state): State<HttpState>, Path(id): Path<String>) -> Respons
     match rx.await {
         Ok(Some(room)) => Json(room).into_response(),
         Ok(None) => (StatusCode::NOT_FOUND, "no such public room").into_response(),
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+/// The body of `POST /api/rooms`: the fields of a `create_room` message.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRoom {
+    name: String,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    media: Option<lockstep_proto::message::Media>,
+    #[serde(default)]
+    mode: lockstep_proto::message::PolicyMode,
+    #[serde(default)]
+    options: Option<lockstep_proto::message::RoomOptions>,
+}
+
+#[derive(Serialize)]
+struct ApiError {
+    code: &'static str,
+    message: String,
+}
+
+fn api_error(
+    status: StatusCode,
+    code: lockstep_proto::ErrorCode,
+    message: impl Into<String>,
+) -> Response {
+    (
+        status,
+        Json(ApiError {
+            code: code.name(),
+            message: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+#[derive(Serialize)]
+struct Created {
+    id: String,
+    invite: String,
+}
+
+/// `POST /api/rooms`: creates a room nobody is in yet; whoever joins first hosts it. Allowed
+/// when the caller may create rooms: a Bearer token with `create_rooms`, or anonymously when
+/// the relay lets anonymous clients create rooms.
+async fn create_room(
+    State(state): State<HttpState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    use lockstep_proto::ErrorCode;
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let identity = match crate::auth::authenticate(
+        token,
+        &state.shared.auth,
+        crate::clock::ServerClock::unix_seconds(),
+    ) {
+        Ok(identity) => identity,
+        Err(e) => {
+            state.shared.metrics.auth_failure();
+            return api_error(StatusCode::UNAUTHORIZED, e.code(), e.to_string());
+        }
+    };
+    if !identity.may_create_rooms {
+        return api_error(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "you may not create rooms",
+        );
+    }
+    let new: NewRoom = match serde_json::from_slice(&body) {
+        Ok(n) => n,
+        Err(e) => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidField,
+                e.to_string(),
+            );
+        }
+    };
+    let owner = match &identity.user_id {
+        Some(user) => format!("user:{user}"),
+        None => format!("ip:{}", peer.ip()),
+    };
+    let request = lockstep_proto::message::CreateRoom {
+        req: None,
+        name: new.name,
+        password: new.password,
+        media: new.media,
+        mode: new.mode,
+        options: new.options,
+    };
+    let (tx, rx) = oneshot::channel();
+    let event = CoreEvent::CreateRoom {
+        owner,
+        request,
+        reply: tx,
+    };
+    if state.shared.core.send(event).await.is_err() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    match rx.await {
+        Ok(Ok((id, invite))) => (
+            StatusCode::CREATED,
+            Json(Created {
+                id: id.as_str().to_string(),
+                invite,
+            }),
+        )
+            .into_response(),
+        Ok(Err((code, message))) => {
+            let status = match code {
+                ErrorCode::TooManyRooms => StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::MediaNotAllowed | ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+                ErrorCode::InvalidField => StatusCode::BAD_REQUEST,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            api_error(status, code, message)
+        }
         Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }

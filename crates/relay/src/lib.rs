@@ -81,6 +81,7 @@ pub struct Relay {
     stop_http: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     http_task: JoinHandle<()>,
+    config: Config,
 }
 
 impl std::fmt::Debug for Relay {
@@ -119,6 +120,20 @@ impl Relay {
             .read()
             .map(|c| c.published_hashes(SystemTime::now()))
             .unwrap_or_default()
+    }
+
+    /// Rotates a self-signed certificate now, without waiting for its time: the next one is
+    /// made, published, and served; live sessions stay connected. (A configured certificate is
+    /// the operator's to replace.)
+    pub async fn rotate_certificate(&self) -> Result<(), StartError> {
+        rotate_once(
+            &self.endpoint,
+            &self.certs,
+            &self.config,
+            self.webtransport_addr,
+            Duration::ZERO,
+        )
+        .await
     }
 
     /// Stops gracefully: every client is told `going_away` (come back in 2 s with your resume
@@ -325,6 +340,7 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
         stop_http,
         tasks,
         http_task,
+        config,
     })
 }
 
@@ -341,38 +357,44 @@ async fn rotate_certificates(
     const OVERLAP: Duration = Duration::from_secs(3600);
     loop {
         tokio::time::sleep(CHECK).await;
-        let now = SystemTime::now();
-        let due = certs.read().map(|c| c.rotation_due(now)).unwrap_or(false);
-        if !due {
-            continue;
-        }
-        let Ok(next) = load_certificate(
-            &Config {
-                cert: None,
-                key: None,
-                ..config.clone()
-            },
-            now,
-        ) else {
-            tracing::error!("could not generate the next certificate");
-            continue;
-        };
-        let Ok(server) = server_config(addr, &next) else {
-            continue;
-        };
-        if let Ok(mut c) = certs.write() {
-            c.stage(next);
-        }
-        tracing::info!("next certificate published; switching in an hour");
-        tokio::time::sleep(OVERLAP).await;
-        match endpoint.reload_config(server, false) {
-            Ok(()) => {
-                if let Ok(mut c) = certs.write() {
-                    c.promote();
-                }
-                tracing::info!("certificate rotated");
-            }
-            Err(e) => tracing::error!(error = %e, "certificate rotation failed"),
+        let due = certs
+            .read()
+            .map(|c| c.rotation_due(SystemTime::now()))
+            .unwrap_or(false);
+        if due && let Err(e) = rotate_once(&endpoint, &certs, &config, addr, OVERLAP).await {
+            tracing::error!(error = %e, "certificate rotation failed");
         }
     }
+}
+
+/// Makes the next self-signed certificate, publishes its hash, waits `overlap`, then serves it.
+async fn rotate_once(
+    endpoint: &Endpoint<Server>,
+    certs: &RwLock<CertStore>,
+    config: &Config,
+    addr: SocketAddr,
+    overlap: Duration,
+) -> Result<(), StartError> {
+    if config.cert.is_some() {
+        return Err(ConfigError::Invalid {
+            setting: "cert",
+            message: "a configured certificate is not rotated by the relay".into(),
+        }
+        .into());
+    }
+    let next = load_certificate(config, SystemTime::now())?;
+    let server = server_config(addr, &next)?;
+    if let Ok(mut c) = certs.write() {
+        c.stage(next);
+    }
+    tracing::info!(?overlap, "next certificate published");
+    tokio::time::sleep(overlap).await;
+    endpoint
+        .reload_config(server, false)
+        .map_err(|e| StartError::WebTransport(e.to_string()))?;
+    if let Ok(mut c) = certs.write() {
+        c.promote();
+    }
+    tracing::info!("certificate rotated; live sessions keep theirs");
+    Ok(())
 }

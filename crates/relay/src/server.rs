@@ -67,6 +67,15 @@ pub enum CoreEvent {
     Rooms(oneshot::Sender<Vec<RoomSummary>>),
     /// One public room (HTTP API).
     Room(String, oneshot::Sender<Option<RoomSummary>>),
+    /// Create a room nobody is in yet (HTTP API).
+    CreateRoom {
+        /// Who owns it, for the rooms-per-user limit.
+        owner: String,
+        /// The room.
+        request: lockstep_proto::message::CreateRoom,
+        /// The room id and invite code, or why not.
+        reply: oneshot::Sender<CreatedRoom>,
+    },
     /// Tell every client to go away; reply when done.
     Shutdown {
         /// The reconnect hint.
@@ -75,6 +84,9 @@ pub enum CoreEvent {
         done: oneshot::Sender<()>,
     },
 }
+
+/// The result of creating a room through the API.
+pub type CreatedRoom = Result<(lockstep_proto::message::RoomId, String), (ErrorCode, String)>;
 
 /// Capacity of the channel into the core: connections wait (backpressure) when it is full.
 pub const CORE_CHANNEL: usize = 16_384;
@@ -290,6 +302,13 @@ fn handle(
         }
         CoreEvent::Room(id, reply) => {
             let _ = reply.send(core.public_room(&id));
+        }
+        CoreEvent::CreateRoom {
+            owner,
+            request,
+            reply,
+        } => {
+            let _ = reply.send(core.create_room_via_api(owner, request, now));
         }
         CoreEvent::Shutdown {
             reconnect_after_ms,

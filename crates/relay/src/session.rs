@@ -79,14 +79,17 @@ impl Inbound {
         };
         if !bucket.try_take(arrived) {
             self.shared.metrics.rate_limited(limit_class);
-            if class == TransportClass::Control {
-                self.report(
-                    ErrorCode::RateLimited,
-                    "too many messages: slow down".into(),
-                    crate::core::request_id(&message),
-                )
-                .await;
+            if class == TransportClass::Datagram {
+                // Excess datagrams are dropped and counted, never held against the client:
+                // browsers send them in bursts, and dropping one costs nothing.
+                return Flow::Continue;
             }
+            self.report(
+                ErrorCode::RateLimited,
+                "too many messages: slow down".into(),
+                crate::core::request_id(&message),
+            )
+            .await;
             return self.strike(arrived);
         }
         match message {

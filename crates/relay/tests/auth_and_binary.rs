@@ -167,3 +167,51 @@ async fn the_lockstep_binary_serves_and_shuts_down_gracefully() {
         .unwrap();
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[test]
+fn lockstep_token_mints_what_the_relay_accepts() {
+    let out = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args([
+            "token",
+            "--secret",
+            SECRET,
+            "--sub",
+            "jelly-7",
+            "--name",
+            "Linus",
+            "--perm",
+            "create_rooms,moderate",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    let config = lockstep_relay::auth::AuthConfig {
+        required: true,
+        key: Some(lockstep_relay::auth::VerifyKey::Hs256 {
+            secret: SECRET.as_bytes().to_vec(),
+        }),
+        ..lockstep_relay::auth::AuthConfig::default()
+    };
+    let identity = lockstep_relay::auth::authenticate(
+        Some(token.trim()),
+        &config,
+        ServerClock::unix_seconds(),
+    )
+    .unwrap();
+    assert_eq!(identity.user_id.as_deref(), Some("jelly-7"));
+    assert_eq!(identity.name.as_deref(), Some("Linus"));
+    assert!(identity.may_create_rooms && identity.moderator);
+    // Without a secret it says how to give one.
+    let out = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+        .args(["token", "--sub", "x"])
+        .env_remove("LOCKSTEP_JWT_SECRET")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--secret"));
+}

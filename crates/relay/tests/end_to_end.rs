@@ -688,3 +688,184 @@ async fn graceful_shutdown_tells_clients_to_come_back() {
         );
     }
 }
+
+#[tokio::test]
+async fn certificates_rotate_without_dropping_live_sessions() {
+    let relay = relay(|_| {}).await;
+    let old = relay.certificate_hashes();
+    let mut live = Client::webtransport(&relay).await;
+    live.hello("Ada").await;
+    live.send(create("Long film", PolicyMode::Host)).await;
+    room_of(&mut live).await;
+
+    relay.rotate_certificate().await.unwrap();
+    let now = relay.certificate_hashes();
+    assert_ne!(now[0], old[0], "a new certificate is served");
+    assert!(
+        now.contains(&old[0]),
+        "the previous hash stays published while valid"
+    );
+
+    // The live session carries on over its connection.
+    live.send(Play { req: Some(3) }).await;
+    live.expect(|m| matches!(m, Message::Ack(a) if a.req == 3))
+        .await;
+    live.ping(1).await;
+    // A new client pinning only the new hash connects; one pinning only the old one cannot.
+    let digest = |h: &lockstep_relay::certs::CertHash| {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&h.value)
+            .unwrap();
+        wtransport::tls::Sha256Digest::new(bytes.try_into().unwrap())
+    };
+    let mut fresh = Client::webtransport_at(
+        relay.webtransport_addr(),
+        vec![digest(&now[0])],
+        "/lockstep",
+    )
+    .await
+    .unwrap();
+    fresh.hello("Grace").await;
+    assert!(
+        Client::webtransport_at(
+            relay.webtransport_addr(),
+            vec![digest(&old[0])],
+            "/lockstep"
+        )
+        .await
+        .is_err(),
+        "the old certificate is no longer served"
+    );
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn datagram_floods_are_rate_limited_and_the_session_survives() {
+    let relay = relay(|c| {
+        c.limits.datagrams_per_sec = 10.0;
+        c.limits.datagram_burst = 10.0;
+    })
+    .await;
+    let mut c = Client::webtransport(&relay).await;
+    c.hello("Ada").await;
+    for seq in 0..200 {
+        c.send_datagram(lockstep_proto::message::Ping { seq, t0: 1 })
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics = relay.metrics().render();
+    let limited: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("lockstep_rate_limited_total{class=\"datagram\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    let pongs: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("lockstep_messages_out_total{type=\"pong\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    // Datagrams may be lost on the way (QUIC drops bursts), so count what arrived: at most the
+    // burst plus the refill was answered, everything else was limited.
+    assert!(limited >= 20.0, "only {limited} datagrams were limited");
+    assert!(pongs <= 14.0, "{pongs} pongs: the limit did not hold");
+    c.drain_quietly();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    c.ping(1_000).await;
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn browser_origins_are_checked() {
+    let relay = relay(|c| c.allowed_origins = vec!["http://127.0.0.1:8080".into()]).await;
+    let request = |origin: &str| {
+        let mut r = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            format!("ws://{}/ws", relay.http_addr()),
+        )
+        .unwrap();
+        r.headers_mut().insert("origin", origin.parse().unwrap());
+        r
+    };
+    assert!(
+        tokio_tungstenite::connect_async(request("http://evil.example"))
+            .await
+            .is_err()
+    );
+    assert!(
+        tokio_tungstenite::connect_async(request("http://127.0.0.1:8080"))
+            .await
+            .is_ok()
+    );
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn rooms_can_be_created_over_http_and_the_first_to_join_hosts() {
+    let relay = relay(|c| c.limits.rooms_per_user = 2).await;
+    let (status, body) = support::http_post(
+        relay.http_addr(),
+        "/api/rooms",
+        r#"{"name":"Made by Jellyfin","mode":"democratic","options":{"public":true}}"#,
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let created: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let invite = created["invite"].as_str().unwrap().to_string();
+    let (_, list) = support::http_get(relay.http_addr(), "/api/rooms").await;
+    assert!(list.contains("Made by Jellyfin"), "{list}");
+    let mut c = Client::websocket(&relay, false).await;
+    let w = c.hello("Ada").await;
+    c.send(JoinRoom {
+        req: Some(1),
+        room: invite,
+        password: None,
+    })
+    .await;
+    let state = room_of(&mut c).await;
+    assert_eq!(state.room.host, Some(w.you), "the first to join hosts it");
+    assert_eq!(state.room.mode, PolicyMode::Democratic);
+    // Bad bodies and limits answer with a code.
+    let (status, body) =
+        support::http_post(relay.http_addr(), "/api/rooms", r#"{"nme":"x"}"#, None).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid_field"));
+    let (status, _) =
+        support::http_post(relay.http_addr(), "/api/rooms", r#"{"name":"   "}"#, None).await;
+    assert_eq!(status, 400);
+    let (status, _) =
+        support::http_post(relay.http_addr(), "/api/rooms", r#"{"name":"Two"}"#, None).await;
+    assert_eq!(status, 201);
+    let (status, body) =
+        support::http_post(relay.http_addr(), "/api/rooms", r#"{"name":"Three"}"#, None).await;
+    assert_eq!(status, 429, "{body}");
+    relay.shutdown().await;
+
+    // With tokens required, creating needs one.
+    let relay = support::relay(|c| {
+        c.auth.required = true;
+        c.auth.secret = Some("s3cret-s3cret".into());
+    })
+    .await;
+    let (status, body) =
+        support::http_post(relay.http_addr(), "/api/rooms", r#"{"name":"x"}"#, None).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("auth_required"));
+    let mut claims = lockstep_relay::auth::Claims::new(
+        "u1",
+        lockstep_relay::clock::ServerClock::unix_seconds() + 60,
+    );
+    claims.perms = vec!["create_rooms".into()];
+    let token = lockstep_relay::auth::mint_hs256(&claims, b"s3cret-s3cret").unwrap();
+    let (status, _) = support::http_post(
+        relay.http_addr(),
+        "/api/rooms",
+        r#"{"name":"x"}"#,
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 201);
+    relay.shutdown().await;
+}

@@ -777,49 +777,82 @@ impl RelayCore {
         }
         let owner = owner_key(member, &record.identity);
         let moderator = record.identity.moderator;
+        let req = m.req;
+        match self.new_room(owner, Some((member, moderator)), m, now) {
+            Ok((id, _)) => {
+                if let Some(record) = self.members.get_mut(&member) {
+                    record.room = Some(id.clone());
+                }
+                self.update_gauges();
+                self.send_room_state(member, &id, req);
+                self.after_room_change(&id, now);
+            }
+            Err((code, message)) => self.error(conn, req, code, message, false),
+        }
+    }
+
+    /// Creates a room nobody is in yet (the HTTP API): the first to join hosts it. `owner`
+    /// names the creator for the rooms-per-user limit. Returns the room id and invite code.
+    pub fn create_room_via_api(
+        &mut self,
+        owner: String,
+        m: CreateRoom,
+        now: ServerTime,
+    ) -> Result<(RoomId, String), (ErrorCode, String)> {
+        use lockstep_proto::Validate;
+        m.validate()
+            .map_err(|e| (ErrorCode::InvalidField, e.to_string()))?;
+        let created = self.new_room(owner, None, m, now)?;
+        self.after_room_change(&created.0, now);
+        Ok(created)
+    }
+
+    fn new_room(
+        &mut self,
+        owner: String,
+        creator: Option<(MemberId, bool)>,
+        m: CreateRoom,
+        now: ServerTime,
+    ) -> Result<(RoomId, String), (ErrorCode, String)> {
         let owned = self.rooms.values().filter(|r| r.owner == owner).count();
         if owned >= self.config.rooms_per_user as usize {
-            return self.error(
-                conn,
-                m.req,
+            return Err((
                 ErrorCode::TooManyRooms,
                 format!("you already own {owned} rooms"),
-                false,
-            );
+            ));
         }
         if let Some(url) = m.media.as_ref().and_then(|media| media.url.as_ref())
             && !self.config.media_hosts.allows(url)
         {
-            return self.error(
-                conn,
-                m.req,
+            return Err((
                 ErrorCode::MediaNotAllowed,
-                "the media URL's host is not on this relay's allowlist",
-                false,
-            );
+                "the media URL's host is not on this relay's allowlist".into(),
+            ));
         }
         let password = match &m.password {
-            Some(p) => match self.hash_password(p) {
-                Some(h) => Some(h),
-                None => {
-                    return self.error(
-                        conn,
-                        m.req,
-                        ErrorCode::Internal,
-                        "could not hash the password",
-                        false,
-                    );
-                }
-            },
+            Some(p) => Some(self.hash_password(p).ok_or((
+                ErrorCode::Internal,
+                "could not hash the password".to_string(),
+            ))?),
             None => None,
         };
         let id = RoomId::new(self.random_string(10));
         let invite = self.random_string(12);
-        let mut control =
-            RoomControl::new(member, moderator, m.mode, m.options.unwrap_or_default());
-        control.set_ready(member, false, true, now);
-        while control.poll_output().is_some() {}
-        let mut room = Room {
+        let options = m.options.unwrap_or_default();
+        let (control, members, empty_since) = match creator {
+            Some((member, moderator)) => {
+                let mut control = RoomControl::new(member, moderator, m.mode, options);
+                control.set_ready(member, false, true, now);
+                while control.poll_output().is_some() {}
+                (control, BTreeSet::from([member]), None)
+            }
+            None => (
+                RoomControl::new_empty(m.mode, options),
+                BTreeSet::new(),
+                Some(now),
+            ),
+        };
+        let room = Room {
             id: id.clone(),
             name: m.name,
             invite: invite.clone(),
@@ -830,26 +863,21 @@ impl RelayCore {
             timeline: Timeline::new(now),
             last_reason: TimelineReason::Repeat,
             last_by: None,
-            members: BTreeSet::from([member]),
+            members,
             owner,
             repeats: VecDeque::new(),
             next_heartbeat: now.add_micros(room::HEARTBEAT_US),
             pending_participants: BTreeSet::new(),
             participants_due: None,
             stats_due: None,
-            empty_since: None,
+            empty_since,
             kick_reasons: HashMap::new(),
             proposals_seen: BTreeSet::new(),
         };
-        room.last_reason = TimelineReason::Repeat;
         self.rooms.insert(id.clone(), room);
-        self.invites.insert(invite, id.clone());
-        if let Some(record) = self.members.get_mut(&member) {
-            record.room = Some(id.clone());
-        }
+        self.invites.insert(invite.clone(), id.clone());
         self.update_gauges();
-        self.send_room_state(member, &id, m.req);
-        self.after_room_change(&id, now);
+        Ok((id, invite))
     }
 
     fn join_room(&mut self, conn: ConnId, member: MemberId, m: JoinRoom, now: ServerTime) {
