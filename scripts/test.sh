@@ -3,7 +3,8 @@
 #
 # On a fresh Debian machine with only the Rust toolchain it installs the system packages the
 # tests need (with apt-get, only when run as root and only what is missing); otherwise it prints
-# the exact line to run and stops. Then: cargo fmt --check, clippy with -D warnings, every test
+# the exact line to run and stops. Python's msgpack and aioquic go into a virtualenv at
+# target/py (created once, reused). Then: cargo fmt --check, clippy with -D warnings, every test
 # in the workspace, a build of the fuzz targets, and a build (not a run) of the benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,39 +16,79 @@ missing=()
 # A C/C++ compiler: the linker for Rust, and libFuzzer for the fuzz targets.
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v c++ >/dev/null 2>&1 || missing+=(g++)
-# An independent MessagePack implementation for the golden-vector check.
-python_with_msgpack() {
-  local py
-  for py in "${LOCKSTEP_PYTHON:-}" python3 /usr/bin/python3; do
-    [ -n "$py" ] || continue
-    if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import msgpack' >/dev/null 2>&1; then
-      command -v "$py"
-      return 0
-    fi
-  done
-  return 1
-}
-if ! LOCKSTEP_PYTHON=$(python_with_msgpack); then
-  missing+=(python3 python3-msgpack)
-fi
-
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     step "Installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
-    LOCKSTEP_PYTHON=$(python_with_msgpack) || {
-      echo "python3-msgpack installed but no python3 can import msgpack" >&2
-      exit 1
-    }
   else
     echo "Missing system packages. Run:" >&2
     echo "  sudo apt-get install -y ${missing[*]}" >&2
     exit 1
   fi
 fi
-export LOCKSTEP_PYTHON
+
+# --- Python for the independent-implementation tests ----------------------------------------
+# Python's `msgpack` reads the golden vectors, and an `aioquic` WebTransport client talks to a
+# relay. Both live in a project-local virtualenv at target/py (reused on reruns), so nothing is
+# installed into the system Python beyond the interpreter and its venv module.
+PY_VENV="$PWD/target/py"
+PY_MODULES=(msgpack aioquic)
+
+python_venv_ready() {
+  [ -x "$PY_VENV/bin/python" ] && "$PY_VENV/bin/python" -c 'import msgpack, aioquic' >/dev/null 2>&1
+}
+
+# Installs Debian packages when root with apt-get, else prints the line to run and stops.
+install_python_packages() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    step "Installing $*"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "$@"
+  else
+    echo "Missing system packages. Run:" >&2
+    echo "  sudo apt-get install -y python3 python3-venv" >&2
+    exit 1
+  fi
+}
+
+setup_python() {
+  if ! python_venv_ready; then
+    # python3 and a working venv module (Debian keeps ensurepip in python3-venv).
+    if ! command -v python3 >/dev/null 2>&1; then
+      install_python_packages python3 python3-venv
+    elif ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+      install_python_packages python3-venv
+    fi
+    if [ ! -x "$PY_VENV/bin/python" ] || ! "$PY_VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+      step "Creating the Python virtualenv target/py"
+      rm -rf "$PY_VENV"
+      if ! python3 -m venv "$PY_VENV"; then
+        # ensurepip imported but venv still failed (a Debian ensurepip stub): install and retry.
+        rm -rf "$PY_VENV"
+        install_python_packages python3-venv
+        python3 -m venv "$PY_VENV"
+      fi
+    fi
+    step "Installing ${PY_MODULES[*]} into target/py"
+    "$PY_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_MODULES[@]}" || {
+      echo "pip could not install ${PY_MODULES[*]} into target/py (it needs the Python package index)" >&2
+      exit 1
+    }
+    python_venv_ready || {
+      echo "target/py cannot import ${PY_MODULES[*]} after pip install" >&2
+      exit 1
+    }
+  fi
+  export LOCKSTEP_PYTHON="$PY_VENV/bin/python"
+}
+setup_python
+if [ -n "${LOCKSTEP_ONLY_PYTHON:-}" ]; then
+  echo "LOCKSTEP_PYTHON=$LOCKSTEP_PYTHON"
+  exit 0
+fi
 
 for component in rustfmt clippy; do
   if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then

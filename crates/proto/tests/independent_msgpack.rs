@@ -1,9 +1,10 @@
 //! The golden vectors read by an independent MessagePack implementation (Python's `msgpack`),
 //! proof that the bytes are standard MessagePack and not just what our own codec accepts.
 //!
-//! Uses `$LOCKSTEP_PYTHON` (set by the README's test command to a Python that has `msgpack`),
-//! else `python3`. A missing interpreter or module fails the test with the line that installs
-//! it: it is a dependency of the test suite, not a reason to skip.
+//! Uses `$LOCKSTEP_PYTHON` (set by the README's test command to `target/py/bin/python`, a
+//! virtualenv that has `msgpack`), else `python3`. A missing interpreter or module fails the
+//! test with the command that installs it: it is a dependency of the test suite, not a reason
+//! to skip.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -19,7 +20,10 @@ fn python_msgpack_reads_every_vector_as_its_json_twin() {
         .arg(&dir)
         .output()
         .unwrap_or_else(|e| {
-            panic!("cannot run `{python}` ({e}): apt-get install python3 python3-msgpack")
+            panic!(
+                "cannot run `{python}` ({e}): run ./scripts/test.sh (it creates the \
+                 virtualenv target/py with msgpack and sets LOCKSTEP_PYTHON)"
+            )
         });
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

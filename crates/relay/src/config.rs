@@ -65,6 +65,8 @@ pub struct Config {
     pub key: Option<PathBuf>,
     /// Where generated certificates are written (nothing is written when absent).
     pub certs_dir: Option<PathBuf>,
+    /// Serve the page, API and WebSocket over TLS (HTTPS/WSS) with `cert` and `key`.
+    pub https: bool,
     /// Origins browser pages may connect from (empty: any).
     pub allowed_origins: Vec<String>,
     /// Hosts media URLs may point at (empty: any); `*.example.org` covers subdomains.
@@ -86,6 +88,7 @@ impl Default for Config {
             cert: None,
             key: None,
             certs_dir: None,
+            https: false,
             allowed_origins: Vec::new(),
             media_hosts: Vec::new(),
             log_format: LogFormat::Pretty,

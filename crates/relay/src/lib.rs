@@ -106,7 +106,8 @@ impl Relay {
 
     /// The page a person opens.
     pub fn page_url(&self) -> String {
-        format!("http://{}/", http::authority(self.http_addr))
+        let scheme = if self.config.https { "https" } else { "http" };
+        format!("{scheme}://{}/", http::authority(self.http_addr))
     }
 
     /// The counters.
@@ -225,6 +226,47 @@ fn load_certificate(config: &Config, now: SystemTime) -> Result<CertBundle, Star
     }
 }
 
+/// TLS for the HTTP side, from the configured certificate and key (ring, as WebTransport).
+fn https_config(config: &Config) -> Result<axum_server::tls_rustls::RustlsConfig, StartError> {
+    use wtransport::tls::rustls;
+    let (Some(cert), Some(key)) = (&config.cert, &config.key) else {
+        return Err(ConfigError::Invalid {
+            setting: "https",
+            message: "HTTPS needs --cert and --key".into(),
+        }
+        .into());
+    };
+    let read = |path: &std::path::PathBuf| {
+        std::fs::read(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })
+    };
+    let invalid = |message: String| {
+        StartError::Config(ConfigError::Invalid {
+            setting: "cert/key",
+            message,
+        })
+    };
+    let chain = rustls_pemfile::certs(&mut read(cert)?.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(e.to_string()))?;
+    let key = rustls_pemfile::private_key(&mut read(key)?.as_slice())
+        .map_err(|e| invalid(e.to_string()))?
+        .ok_or_else(|| invalid("no private key in the key file".into()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| invalid(e.to_string()))?;
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(axum_server::tls_rustls::RustlsConfig::from_config(
+        Arc::new(server),
+    ))
+}
+
 fn write_generated(dir: &std::path::Path, bundle: &CertBundle) {
     let result = std::fs::create_dir_all(dir)
         .and_then(|()| std::fs::write(dir.join("self-signed.pem"), &bundle.cert_pem))
@@ -294,19 +336,20 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
         webtransport_addr,
     )));
 
-    // HTTP and WebSocket.
-    let listener = tokio::net::TcpListener::bind(config.http)
-        .await
-        .map_err(|source| StartError::Bind {
-            what: "http",
-            addr: config.http,
-            source,
-        })?;
-    let http_addr = listener.local_addr().map_err(|source| StartError::Bind {
+    // HTTP and WebSocket (over TLS when asked).
+    let bind_error = |source| StartError::Bind {
         what: "http",
         addr: config.http,
         source,
-    })?;
+    };
+    let listener = std::net::TcpListener::bind(config.http).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let http_addr = listener.local_addr().map_err(bind_error)?;
+    let tls = if config.https {
+        Some(https_config(&config)?)
+    } else {
+        None
+    };
     let host = |addr: SocketAddr| match &config.public_host {
         Some(h) => format!("{h}:{}", addr.port()),
         None => http::authority(addr),
@@ -315,21 +358,45 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
         shared: shared.clone(),
         certs: certs.clone(),
         webtransport_url: format!("https://{}{}", host(webtransport_addr), wt::PATH),
-        websocket_url: format!("ws://{}/ws", host(http_addr)),
+        websocket_url: format!(
+            "{}://{}/ws",
+            if config.https { "wss" } else { "ws" },
+            host(http_addr)
+        ),
     };
     let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (stop_http, mut stopped) = watch::channel(false);
-    let http_task = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "http server failed");
+    let http_task = match tls {
+        Some(tls) => {
+            let handle = axum_server::Handle::new();
+            let server = axum_server::from_tcp_rustls(listener, tls)
+                .map_err(bind_error)?
+                .handle(handle.clone());
+            tokio::spawn(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+                handle.graceful_shutdown(Some(Duration::from_secs(2)));
+            });
+            tokio::spawn(async move {
+                if let Err(e) = server.serve(app).await {
+                    tracing::error!(error = %e, "https server failed");
+                }
+            })
         }
-    });
+        None => {
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_error)?;
+            tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    tracing::error!(error = %e, "http server failed");
+                }
+            })
+        }
+    };
     tracing::info!(%http_addr, %webtransport_addr, "lockstep relay listening");
     Ok(Relay {
         http_addr,

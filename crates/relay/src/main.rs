@@ -60,6 +60,9 @@ struct ServeArgs {
     /// Write generated certificates here.
     #[arg(long, env = "LOCKSTEP_CERTS_DIR")]
     certs_dir: Option<PathBuf>,
+    /// Serve HTTPS/WSS with --cert and --key.
+    #[arg(long, env = "LOCKSTEP_HTTPS", num_args = 0..=1, default_missing_value = "true")]
+    https: Option<bool>,
     /// Origins browser pages may connect from (comma-separated; default: any).
     #[arg(
         long = "allowed-origin",
@@ -152,6 +155,7 @@ impl ServeArgs {
         set! {
             http => c.http,
             webtransport => c.webtransport,
+            https => c.https,
             log_format => c.log_format,
             require_auth => c.auth.required,
             jwt_algorithm => c.auth.algorithm,

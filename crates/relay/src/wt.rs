@@ -145,6 +145,11 @@ async fn session(incoming: IncomingSession, shared: Arc<Shared>) -> Result<(), S
             }
             datagram = connection.receive_datagram() => {
                 let Ok(datagram) = datagram else { break };
+                if datagram.len() > limits::MAX_DATAGRAM_PAYLOAD {
+                    // Longer than the protocol allows a datagram: dropped, as the spec says.
+                    shared.metrics.decode_error(lockstep_proto::ErrorCode::TooLarge);
+                    continue;
+                }
                 let arrived = shared.clock.now();
                 match inbound.handle(&datagram, Encoding::MessagePack, true, arrived).await {
                     Flow::Continue => {}

@@ -215,3 +215,83 @@ fn lockstep_token_mints_what_the_relay_accepts() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--secret"));
 }
+
+/// With a configured certificate the relay serves HTTPS and WSS too.
+#[tokio::test]
+async fn https_and_wss_with_a_configured_certificate() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use wtransport::tls::rustls;
+
+    let dir = std::env::temp_dir().join(format!("lockstep-https-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bundle = lockstep_relay::certs::self_signed(
+        &["localhost".into(), "127.0.0.1".into()],
+        lockstep_relay::certs::DEFAULT_SELF_SIGNED_VALIDITY,
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("cert.pem"), &bundle.cert_pem).unwrap();
+    std::fs::write(dir.join("key.pem"), bundle.key_pem.as_ref().unwrap()).unwrap();
+    let relay = relay(|c| {
+        c.https = true;
+        c.cert = Some(dir.join("cert.pem"));
+        c.key = Some(dir.join("key.pem"));
+    })
+    .await;
+    assert!(relay.page_url().starts_with("https://"));
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut bundle.cert_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls));
+    let connect = || async {
+        let tcp = tokio::net::TcpStream::connect(relay.http_addr())
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        connector.connect(name, tcp).await.unwrap()
+    };
+    // HTTPS.
+    let mut stream = connect().await;
+    let addr = relay.http_addr();
+    stream
+        .write_all(
+            format!("GET /api/config HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains(&format!("wss://{addr}/ws")), "{response}");
+    // WSS: a whole hello/welcome over TLS.
+    let stream = connect().await;
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("wss://{addr}/ws"), stream)
+        .await
+        .unwrap();
+    use futures_util::{SinkExt, StreamExt};
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        r#"{"type":"hello","version":1,"client":"tls-test/1","features":[]}"#.into(),
+    ))
+    .await
+    .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        reply.to_text().unwrap().contains("\"type\":\"welcome\""),
+        "{reply:?}"
+    );
+    relay.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}

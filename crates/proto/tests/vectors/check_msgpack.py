@@ -15,8 +15,8 @@ import sys
 try:
     import msgpack
 except ImportError:
-    sys.exit("python module msgpack is missing: apt-get install python3-msgpack "
-             "(or: python3 -m pip install msgpack)")
+    sys.exit("python module msgpack is missing: run ./scripts/test.sh (it creates target/py "
+             "with msgpack), or: python3 -m pip install msgpack")
 
 
 def same(a, b, path="$"):
