@@ -327,7 +327,10 @@ fn check_outputs(
                     ));
                 };
                 let switch = matches!(asked, Action::SetMode { .. });
-                prop_assert!(switch && *verdict == Verdict::Apply, "mode switched by {asked:?}");
+                prop_assert!(
+                    switch && *verdict == Verdict::Apply,
+                    "mode switched by {asked:?}"
+                );
                 prop_assert!(
                     has_authority(mode, options, *who, asked),
                     "{asked:?} for {who:?}"
