@@ -16,6 +16,9 @@ missing=()
 # A C/C++ compiler: the linker for Rust, and libFuzzer for the fuzz targets.
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v c++ >/dev/null 2>&1 || missing+=(g++)
+# Real players for the SDK's end-to-end test.
+command -v mpv >/dev/null 2>&1 || missing+=(mpv)
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     step "Installing ${missing[*]}"

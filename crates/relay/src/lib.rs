@@ -156,12 +156,16 @@ impl Relay {
         // The writers flush the going-away messages and close their connections.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let _ = self.stop_http.send(true);
-        self.endpoint
-            .close(wtransport::VarInt::from_u32(0x1001), b"relay shutting down");
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        // Stop accepting before closing: wtransport's accept panics on a closed endpoint.
         for task in &self.tasks {
             task.abort();
         }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.endpoint
+            .close(wtransport::VarInt::from_u32(0x1001), b"relay shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         let _ = tokio::time::timeout(Duration::from_secs(3), self.http_task).await;
     }
 }
