@@ -195,7 +195,19 @@ async fn session(
             .map_err(|_| Retry("no welcome".into()))?;
         match next {
             Some(Ok(Message::Welcome(w))) => break w,
-            Some(Ok(Message::Error(e))) if e.fatal => return Err(Fatal(e.message)),
+            // Only a refusal retrying cannot fix ends the connection for good; a relay that is
+            // shutting down or busy is tried again.
+            Some(Ok(Message::Error(e)))
+                if matches!(
+                    e.code,
+                    lockstep_proto::ErrorCode::AuthRequired
+                        | lockstep_proto::ErrorCode::AuthFailed
+                        | lockstep_proto::ErrorCode::UnsupportedVersion
+                ) =>
+            {
+                return Err(Fatal(format!("{}: {}", e.code.name(), e.message)));
+            }
+            Some(Ok(Message::Error(e))) if e.fatal => return Err(Retry(e.message)),
             Some(Ok(_)) => {}
             Some(Err(e)) => return Err(Retry(e)),
             None => return Err(Retry("closed before welcome".into())),
