@@ -1272,66 +1272,60 @@ impl RelayCore {
 
     // --- Chat, reactions, stats --------------------------------------------------------------
 
-    fn chat(&mut self, conn: ConnId, member: MemberId, m: Chat, now: ServerTime) {
+    /// The room and display name of a member who may speak now; the error goes out otherwise
+    /// (not in a room, or past the chat rate, which reactions share).
+    fn may_speak(
+        &mut self,
+        conn: ConnId,
+        member: MemberId,
+        req: Option<RequestId>,
+        now: ServerTime,
+        too_many: &str,
+    ) -> Option<(RoomId, String)> {
         let Some(room_id) = self.member_room(member) else {
-            return self.error(conn, m.req, ErrorCode::NotInRoom, "not in a room", false);
+            self.error(conn, req, ErrorCode::NotInRoom, "not in a room", false);
+            return None;
         };
-        let Some(record) = self.members.get_mut(&member) else {
-            return;
-        };
+        let record = self.members.get_mut(&member)?;
         if !record.chat.try_take(now) {
             self.metrics.rate_limited(crate::metrics::LimitClass::Chat);
-            return self.error(
-                conn,
-                m.req,
-                ErrorCode::RateLimited,
-                "slow down: too many chat lines",
-                false,
-            );
+            self.error(conn, req, ErrorCode::RateLimited, too_many, false);
+            return None;
         }
+        Some((room_id, record.name.clone()))
+    }
+
+    fn chat(&mut self, conn: ConnId, member: MemberId, m: Chat, now: ServerTime) {
+        let Some((room_id, name)) =
+            self.may_speak(conn, member, m.req, now, "slow down: too many chat lines")
+        else {
+            return;
+        };
+        self.ack(conn, m.req, None);
         let line = ChatMessage {
             room: room_id.clone(),
             from: member,
-            name: record.name.clone(),
+            name,
             text: m.text,
             at: now,
         };
-        if m.req.is_some() {
-            self.ack(conn, m.req, None);
-        }
         self.broadcast(&room_id, line.into());
     }
 
     fn react(&mut self, conn: ConnId, member: MemberId, m: React, now: ServerTime) {
-        let Some(room_id) = self.member_room(member) else {
-            return self.error(conn, m.req, ErrorCode::NotInRoom, "not in a room", false);
-        };
-        let Some(record) = self.members.get_mut(&member) else {
+        let Some((room_id, _)) =
+            self.may_speak(conn, member, m.req, now, "slow down: too many reactions")
+        else {
             return;
         };
-        if !record.chat.try_take(now) {
-            self.metrics.rate_limited(crate::metrics::LimitClass::Chat);
-            return self.error(
-                conn,
-                m.req,
-                ErrorCode::RateLimited,
-                "slow down: too many reactions",
-                false,
-            );
-        }
-        if m.req.is_some() {
-            self.ack(conn, m.req, None);
-        }
-        self.broadcast(
-            &room_id,
-            Reaction {
-                room: room_id.clone(),
-                from: member,
-                reaction: m.reaction,
-                at: now,
-            }
-            .into(),
-        );
+        self.ack(conn, m.req, None);
+        let reaction = Reaction {
+            room: room_id.clone(),
+            from: member,
+            reaction: m.reaction,
+            at: now,
+        };
+        self.broadcast(&room_id, reaction.into());
     }
 
     fn stats(&mut self, member: MemberId, s: Stats, now: ServerTime) {
