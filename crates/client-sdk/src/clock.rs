@@ -50,6 +50,9 @@ use lockstep_proto::{ClockSample, ServerTime};
 /// mostly their noise.
 const MIN_FIT_SAMPLES: usize = 4;
 
+/// A fitted skew is used only when it exceeds this many standard errors.
+const SIGNIFICANT_SLOPE: f64 = 3.0;
+
 /// Samples spanning less local time than this give no skew: a 1 s burst with 100 µs of
 /// offset noise could fake a 100 ppm slope. (After the burst the next ping widens the span.)
 const MIN_FIT_SPAN_US: u64 = 2_000_000;
@@ -400,9 +403,28 @@ fn fit(samples: &VecDeque<ClockSample>, skew_limit: f64) -> Option<Fit> {
         let dx = x - mean_x;
         (sxx + w * dx * dx, sxy + w * dx * (y - mean_y))
     });
-    let slope = sxy / sxx;
+    let mut slope = sxy / sxx;
     if !slope.is_finite() || !mean_x.is_finite() || !mean_y.is_finite() {
         return Some(fallback);
+    }
+    // Keep the slope only where the data show it. On a jittery path the offsets of even the
+    // best samples scatter by milliseconds (the two directions' jitter differs), and a slope
+    // fitted over a few seconds of that is noise that extrapolation would multiply: its
+    // standard error, from the residuals themselves, must be well below the slope.
+    let sum_w2: f64 = points.iter().map(|&(_, _, w)| w * w).sum();
+    let n_eff = sum_w * sum_w / sum_w2;
+    let residual_var = points
+        .iter()
+        .map(|&(x, y, w)| {
+            let r = y - (mean_y + slope * (x - mean_x));
+            w * r * r
+        })
+        .sum::<f64>()
+        / sum_w;
+    let x_var = sxx / sum_w;
+    let standard_error = (residual_var / (x_var * (n_eff - 2.0).max(1.0))).sqrt();
+    if standard_error.is_finite() && slope.abs() < SIGNIFICANT_SLOPE * standard_error {
+        slope = 0.0;
     }
     let skew = if slope > skew_limit {
         skew_limit
@@ -489,6 +511,9 @@ mod tests {
         loss: f64,
         /// Probability of a 50 ms queueing spike, per direction.
         spike: f64,
+        /// Jitter uniform in ±`jitter` (the sync benchmark's link emulator) rather than
+        /// exponential.
+        uniform: bool,
     }
 
     impl Net {
@@ -509,7 +534,12 @@ mod tests {
             } else {
                 0.0
             };
-            Some(base + rng.exponential(self.jitter) + spike)
+            let jitter = if self.uniform {
+                self.jitter * (2.0 * rng.unit() - 1.0)
+            } else {
+                rng.exponential(self.jitter)
+            };
+            Some(base + jitter + spike)
         }
 
         fn wan(skew_ppm: f64) -> Net {
@@ -521,6 +551,7 @@ mod tests {
                 jitter: 400.0,
                 loss: 0.03,
                 spike: 0.03,
+                uniform: false,
             }
         }
 
@@ -533,6 +564,7 @@ mod tests {
                 jitter: 5.0,
                 loss: 0.01,
                 spike: 0.0,
+                uniform: false,
             }
         }
     }
@@ -663,6 +695,43 @@ mod tests {
     }
 
     const TOLERANCE_US: u64 = 20;
+
+    /// A long jittery path (the sync benchmark's 50 ms link): the best samples' offsets
+    /// scatter by milliseconds, and a slope fitted to that scatter would be extrapolated into
+    /// tens of milliseconds. Without a real skew, none may be invented.
+    #[test]
+    fn a_jittery_path_does_not_invent_a_skew() {
+        for seed in SEEDS {
+            let net = Net {
+                skew: 0.0,
+                offset: 1_700_000_000_000_000,
+                base_out: 40_000.0,
+                base_back: 40_000.0,
+                jitter: 10_000.0,
+                loss: 0.01,
+                spike: 0.0,
+                uniform: true,
+            };
+            let mut sim = Sim::new(net, seed);
+            let mut worst = 0;
+            sim.run(START + 60_000_000, true, |sim| {
+                if sim.now >= START + 1_000_000 {
+                    worst = worst.max(sim.error_at(sim.now).unwrap());
+                }
+            });
+            let est = sim.clock.estimate().unwrap();
+            assert!(
+                est.skew.abs() < 50e-6,
+                "seed {seed}: invented skew {}",
+                est.skew
+            );
+            // 30 s on without pings, still within a few ms.
+            let later = sim.now + 30_000_000;
+            let drifted = sim.error_at(later).unwrap();
+            assert!(drifted < 5_000, "seed {seed}: {drifted} us off 30 s later");
+            assert!(worst < 10_000, "seed {seed}: worst {worst} us");
+        }
+    }
 
     #[test]
     fn a_loopback_path_is_accurate_to_tens_of_microseconds() {

@@ -147,7 +147,12 @@ async fn run(cli: Cli) -> Result<(), String> {
         token: cli.token.clone(),
         client: format!("lockstep-mpv/{}", env!("CARGO_PKG_VERSION")),
     });
-    let mut sync = ClockSync::new(ClockConfig::default());
+    // A longer burst: on a jittery path the offset is only as good as the most symmetric of
+    // the first samples, and the first command comes soon after joining.
+    let mut sync = ClockSync::new(ClockConfig {
+        burst_pings: 30,
+        ..ClockConfig::default()
+    });
     // mpv's audio-pts is precise to ~0.01 ms and IPC adds ~0.1 ms: hold each player within
     // about a millisecond of the room, so two players stay within about two.
     let mut follower = Follower::new(DriftConfig {

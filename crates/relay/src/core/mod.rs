@@ -77,7 +77,9 @@ impl Default for CoreConfig {
             media_hosts: MediaAllowlist::default(),
             min_lead_us: 100_000,
             max_lead_us: 1_000_000,
-            ping_interval_ms: 2_000,
+            // One tiny datagram a second per client keeps the clock estimate fresh and gives
+            // the minimum-delay filter enough samples on jittery paths.
+            ping_interval_ms: 1_000,
             chat_rate: (0.5, 5.0),
             features: Vec::new(),
         }
