@@ -78,7 +78,14 @@ impl Sample {
 pub(crate) async fn sample(players: &[Arc<Mpv>], source: PositionSource) -> Result<Option<Sample>> {
     let mut asked = Vec::with_capacity(players.len());
     for p in players {
-        asked.push(p.send(json!(["get_property", source.property()])).await?);
+        // Paused, `audio-pts` lags the frame on screen by the audio buffer (tens of ms, and
+        // not the same on every player); `time-pos` is what is shown.
+        let property = if p.observed().paused {
+            "time-pos"
+        } else {
+            source.property()
+        };
+        asked.push(p.send(json!(["get_property", property])).await?);
     }
     let mut readings = Vec::with_capacity(players.len());
     for ((sent, rx), player) in asked.into_iter().zip(players) {

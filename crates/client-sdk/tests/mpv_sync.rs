@@ -86,7 +86,17 @@ struct Players {
 
 impl Drop for Players {
     fn drop(&mut self) {
+        // SIGTERM lets lockstep-mpv stop its mpv; SIGKILL only if it does not exit.
+        for c in &self.children {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
         for c in &mut self.children {
+            while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -166,6 +166,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     let mut control = tokio::time::interval(Duration::from_millis(100));
     control.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut stats = tokio::time::interval(Duration::from_secs(1));
+    // Stopped by a signal, return normally so the mpv we started is stopped with us.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
 
     loop {
         let wake = [sync.poll_timeout(), follower.next_change_local(&sync)]
@@ -248,6 +251,14 @@ async fn run(cli: Cli) -> Result<(), String> {
                     conn.send(ping).await;
                 }
                 step(&mut player, &mut follower, &sync, &mut last).await?;
+            }
+            _ = terminate.recv() => {
+                tracing::info!("terminated");
+                return Ok(());
+            }
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted");
+                return Ok(());
             }
             _ = stats.tick() => {
                 if let (Some(e), Some(_)) = (sync.estimate(), room.as_ref()) {
