@@ -19,17 +19,21 @@ command -v c++ >/dev/null 2>&1 || missing+=(g++)
 # Real players for the SDK's end-to-end test.
 command -v mpv >/dev/null 2>&1 || missing+=(mpv)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
-if [ ${#missing[@]} -gt 0 ]; then
+# Installs Debian packages when root with apt-get; otherwise prints the line to run and stops.
+apt_install() {
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    step "Installing ${missing[*]}"
+    step "Installing $*"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    apt-get install -y -qq --no-install-recommends "$@"
   else
     echo "Missing system packages. Run:" >&2
-    echo "  sudo apt-get install -y ${missing[*]}" >&2
+    echo "  sudo apt-get install -y $*" >&2
     exit 1
   fi
+}
+if [ ${#missing[@]} -gt 0 ]; then
+  apt_install "${missing[@]}"
 fi
 
 # --- Python for the independent-implementation tests ----------------------------------------
@@ -43,27 +47,14 @@ python_venv_ready() {
   [ -x "$PY_VENV/bin/python" ] && "$PY_VENV/bin/python" -c 'import msgpack, aioquic' >/dev/null 2>&1
 }
 
-# Installs Debian packages when root with apt-get, else prints the line to run and stops.
-install_python_packages() {
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    step "Installing $*"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "$@"
-  else
-    echo "Missing system packages. Run:" >&2
-    echo "  sudo apt-get install -y python3 python3-venv" >&2
-    exit 1
-  fi
-}
 
 setup_python() {
   if ! python_venv_ready; then
     # python3 and a working venv module (Debian keeps ensurepip in python3-venv).
     if ! command -v python3 >/dev/null 2>&1; then
-      install_python_packages python3 python3-venv
+      apt_install python3 python3-venv
     elif ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-      install_python_packages python3-venv
+      apt_install python3-venv
     fi
     if [ ! -x "$PY_VENV/bin/python" ] || ! "$PY_VENV/bin/python" -m pip --version >/dev/null 2>&1; then
       step "Creating the Python virtualenv target/py"
@@ -71,7 +62,7 @@ setup_python() {
       if ! python3 -m venv "$PY_VENV"; then
         # ensurepip imported but venv still failed (a Debian ensurepip stub): install and retry.
         rm -rf "$PY_VENV"
-        install_python_packages python3-venv
+        apt_install python3-venv
         python3 -m venv "$PY_VENV"
       fi
     fi

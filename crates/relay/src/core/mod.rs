@@ -491,21 +491,11 @@ impl RelayCore {
                 )
             }
             Message::SetRoomOptions(m) => {
-                let Some(room_id) = self.member_room(member) else {
-                    return self.error(conn, m.req, ErrorCode::NotInRoom, "not in a room", false);
-                };
-                let result = self
-                    .rooms
-                    .get_mut(&room_id)
-                    .map(|r| r.control.set_options(member, m.options, now));
-                match result {
-                    Some(Ok(())) => {
-                        self.ack(conn, m.req, None);
-                        self.broadcast_room_updated(&room_id);
-                        self.after_room_change(&room_id, now);
-                    }
-                    Some(Err(r)) => self.error(conn, m.req, r.code, r.message, false),
-                    None => {}
+                let room = self.room_request(conn, member, m.req, now, |control| {
+                    control.set_options(member, m.options, now)
+                });
+                if let Some(room_id) = room {
+                    self.broadcast_room_updated(&room_id);
                 }
             }
             Message::SetPassword(m) => {
@@ -547,35 +537,15 @@ impl RelayCore {
                 self.broadcast_room_updated(&room_id);
             }
             Message::SetRole(m) => {
-                let Some(room_id) = self.member_room(member) else {
-                    return self.error(conn, m.req, ErrorCode::NotInRoom, "not in a room", false);
-                };
-                let result = self
-                    .rooms
-                    .get_mut(&room_id)
-                    .map(|r| r.control.set_role(member, m.member, m.role, now));
-                match result {
-                    Some(Ok(())) => self.ack(conn, m.req, None),
-                    Some(Err(r)) => self.error(conn, m.req, r.code, r.message, false),
-                    None => {}
-                }
-                self.after_room_change(&room_id, now);
+                self.room_request(conn, member, m.req, now, |control| {
+                    control.set_role(member, m.member, m.role, now)
+                });
             }
             Message::Vote(m) => {
-                let Some(room_id) = self.member_room(member) else {
-                    return self.error(conn, m.req, ErrorCode::NotInRoom, "not in a room", false);
-                };
                 self.metrics.vote();
-                let result = self
-                    .rooms
-                    .get_mut(&room_id)
-                    .map(|r| r.control.vote(member, m.proposal, m.yes, now));
-                match result {
-                    Some(Ok(())) => self.ack(conn, m.req, None),
-                    Some(Err(r)) => self.error(conn, m.req, r.code, r.message, false),
-                    None => {}
-                }
-                self.after_room_change(&room_id, now);
+                self.room_request(conn, member, m.req, now, |control| {
+                    control.vote(member, m.proposal, m.yes, now)
+                });
             }
             Message::Ready(m) => {
                 self.member_update(conn, member, m.req, now, |room| {
@@ -1249,6 +1219,35 @@ impl RelayCore {
             })
             .unwrap_or(0);
         (2 * max_rtt + 20_000).clamp(self.config.min_lead_us, self.config.max_lead_us)
+    }
+
+    /// Runs a request on the member's room control and answers it: `ack` on success, the
+    /// rejection as an `error` otherwise. Returns the room when the request succeeded.
+    fn room_request(
+        &mut self,
+        conn: ConnId,
+        member: MemberId,
+        req: Option<RequestId>,
+        now: ServerTime,
+        f: impl FnOnce(&mut RoomControl) -> Result<(), lockstep_consensus::Rejection>,
+    ) -> Option<RoomId> {
+        let Some(room_id) = self.member_room(member) else {
+            self.error(conn, req, ErrorCode::NotInRoom, "not in a room", false);
+            return None;
+        };
+        let result = self.rooms.get_mut(&room_id).map(|r| f(&mut r.control))?;
+        let ok = match result {
+            Ok(()) => {
+                self.ack(conn, req, None);
+                true
+            }
+            Err(r) => {
+                self.error(conn, req, r.code, r.message, false);
+                false
+            }
+        };
+        self.after_room_change(&room_id, now);
+        ok.then_some(room_id)
     }
 
     fn member_update(
