@@ -127,9 +127,27 @@ impl Players {
         Some((max - min) * 1000.0)
     }
 
-    /// Samples the spread at ~10 Hz for `duration` after `settle`; returns (p50, p95, max).
-    fn measure(&mut self, settle: Duration, duration: Duration) -> (f64, f64, f64) {
-        std::thread::sleep(settle);
+    /// Waits for convergence (the players within 20 ms of each other for a whole second;
+    /// at most `within`), then samples the spread at ~10 Hz for `duration`. Returns the time
+    /// convergence took and (p50, p95, max); panics if the players never converge.
+    fn measure(&mut self, within: Duration, duration: Duration) -> (Duration, (f64, f64, f64)) {
+        let start = Instant::now();
+        let mut close_since: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            assert!(now - start < within, "not converged within {within:?}");
+            match self.spread_ms() {
+                Some(s) if s < 20.0 => {
+                    let since = *close_since.get_or_insert(now);
+                    if now - since >= Duration::from_secs(1) {
+                        break;
+                    }
+                }
+                _ => close_since = None,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let converged = start.elapsed();
         let mut spreads = Vec::new();
         let end = Instant::now() + duration;
         while Instant::now() < end {
@@ -141,7 +159,7 @@ impl Players {
         assert!(spreads.len() >= 5, "too few readings");
         spreads.sort_by(f64::total_cmp);
         let at = |q: f64| spreads[((spreads.len() - 1) as f64 * q).round() as usize];
-        (at(0.5), at(0.95), spreads[spreads.len() - 1])
+        (converged, (at(0.5), at(0.95), spreads[spreads.len() - 1]))
     }
 
     fn seeks(&self, player: usize) -> usize {
@@ -261,12 +279,15 @@ async fn mpv_players_stay_together_through_every_command() {
             if let Some(c) = command {
                 p.ipc[0].command(c);
             }
-            // A rate change takes mpv's audio buffer to drain before it shows (everyone lags,
-            // then catches up): give every command 6 s to converge, then measure for 3 s.
-            let m = p.measure(Duration::from_secs(6), Duration::from_secs(3));
+            // A rate change shows only after mpv's audio buffer drains (everyone lags, then
+            // catches up), so wait for convergence rather than a fixed time, then measure 3 s.
+            let (took, m) = p.measure(Duration::from_secs(20), Duration::from_secs(3));
             eprintln!(
-                "{what}: spread p50 {:.2} ms, p95 {:.2} ms, max {:.2} ms",
-                m.0, m.1, m.2
+                "{what}: converged in {:.1} s; spread p50 {:.2} ms, p95 {:.2} ms, max {:.2} ms",
+                took.as_secs_f64(),
+                m.0,
+                m.1,
+                m.2
             );
             report.push((what.to_string(), m));
         };
