@@ -127,19 +127,24 @@ impl Players {
         Some((max - min) * 1000.0)
     }
 
-    /// Waits for convergence (the players within 20 ms of each other for a whole second;
+    /// Waits for convergence (from 2 s after the command, the players within 10 ms of each
+    /// other for 1.5 s;
     /// at most `within`), then samples the spread at ~10 Hz for `duration`. Returns the time
     /// convergence took and (p50, p95, max); panics if the players never converge.
     fn measure(&mut self, within: Duration, duration: Duration) -> (Duration, (f64, f64, f64)) {
         let start = Instant::now();
+        // A command takes effect after the relay's lead (at most 1 s) and a rate change only
+        // shows once mpv's audio buffer has drained: before that the players are still
+        // together on the old timeline, which is not convergence.
+        std::thread::sleep(Duration::from_secs(2));
         let mut close_since: Option<Instant> = None;
         loop {
             let now = Instant::now();
             assert!(now - start < within, "not converged within {within:?}");
             match self.spread_ms() {
-                Some(s) if s < 20.0 => {
+                Some(s) if s < 10.0 => {
                     let since = *close_since.get_or_insert(now);
-                    if now - since >= Duration::from_secs(1) {
+                    if now - since >= Duration::from_millis(1_500) {
                         break;
                     }
                 }
