@@ -620,9 +620,11 @@ impl RoomControl {
             return;
         }
         self.policy.withdraw_all();
-        let next = self.policy.next_proposal_id();
-        // The old policy's last events (withdrawals) go out before the switch.
+        // The old policy's last events (what was still queued, then the withdrawals) go out
+        // before the switch; proposals that passed in the same batch are applied first.
         self.drain(now);
+        // The new policy continues the old one's count: ids are unique for the room's life.
+        let next = self.policy.next_proposal_id();
         self.policy = policy_for(mode, next);
         let by = match cause {
             Cause::Proposal(_) => None,
@@ -632,12 +634,15 @@ impl RoomControl {
     }
 
     /// Moves the policy's events to the outputs, applying passed proposals.
+    ///
+    /// Events are taken from the policy one at a time, never in a batch: applying a passed
+    /// proposal can switch the policy (withdrawing the others) or remove a member (a kick,
+    /// which re-counts the others), and that drains the policy again, nested. Events that
+    /// work causes queue behind the ones still waiting, so each proposal's events go out in
+    /// the order they happened, and none is announced after its decision. (Taking a batch
+    /// first let a queued `Updated` follow the decision a nested drain had already sent.)
     fn drain(&mut self, now: ServerTime) {
-        let mut events = Vec::new();
         while let Some(event) = self.policy.poll_event() {
-            events.push(event);
-        }
-        for event in events {
             let passed = match &event {
                 PolicyEvent::Decided {
                     proposal,
@@ -1230,6 +1235,121 @@ mod tests {
         );
         let next = proposed(r.request(2, Action::Play, t(3)));
         assert!(next > first, "{next} reuses an earlier proposal's id");
+    }
+
+    /// Fails when an `Opened` or `Updated` proposal follows that proposal's decision in
+    /// `outputs`, or when a proposal is decided twice.
+    fn assert_never_reannounced(outputs: &[Output]) {
+        let mut decided = Vec::new();
+        for o in outputs {
+            match o {
+                Output::Proposal(PolicyEvent::Opened(p) | PolicyEvent::Updated(p)) => {
+                    assert!(
+                        !decided.contains(&p.id),
+                        "proposal {} announced after its decision: {outputs:#?}",
+                        p.id
+                    );
+                }
+                Output::Proposal(PolicyEvent::Decided { proposal, .. }) => {
+                    assert!(
+                        !decided.contains(&proposal.id),
+                        "proposal {} decided twice: {outputs:#?}",
+                        proposal.id
+                    );
+                    decided.push(proposal.id);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Regression (found by the property test with random seeds): a settings change passes a
+    /// `set_mode` proposal and re-counts another open proposal in the same batch. Switching
+    /// mode withdrew the other proposal, and then its stale `Updated` (queued before the
+    /// switch) went out after its `withdrawn` decision: a decided proposal reopened.
+    #[test]
+    fn a_switch_by_vote_never_reannounces_a_withdrawn_proposal() {
+        let mut r = RoomControl::new(1, false, PolicyMode::Host, RoomOptions::default());
+        let mut out = Vec::new();
+        r.join(3, false, t(0));
+        r.join(2, false, t(0));
+        r.join(4, true, t(0));
+        let democratic = Action::SetMode {
+            mode: PolicyMode::Democratic,
+        };
+        assert_eq!(r.request(4, democratic, t(1)), Verdict::Apply);
+        let back = proposed(r.request(
+            2,
+            Action::SetMode {
+                mode: PolicyMode::Host,
+            },
+            t(2),
+        ));
+        let transfer = proposed(r.request(2, Action::TransferHost { to: 2 }, t(3)));
+        r.vote(3, back, true, t(4)).unwrap();
+        out.extend(drain(&mut r));
+        // 4 present: 30 % needs 2 yes. `back` has 2 and passes; `transfer` has 1 and stays
+        // open with a new `needed`, until the switch withdraws it.
+        let options = RoomOptions {
+            quorum_percent: 30,
+            min_voters: 1,
+            ..RoomOptions::default()
+        };
+        r.set_options(4, options, t(5)).unwrap();
+        let batch = drain(&mut r);
+        out.extend(batch.iter().cloned());
+        assert_never_reannounced(&out);
+        assert_eq!(
+            decisions(&batch),
+            [(back, Outcome::Passed), (transfer, Outcome::Withdrawn)]
+        );
+        assert!(batch.contains(&Output::ModeChanged {
+            mode: PolicyMode::Host,
+            by: None
+        }));
+        assert_eq!(r.mode(), PolicyMode::Host);
+        assert!(r.open_proposals().is_empty());
+        assert_eq!(
+            r.roster().host(),
+            Some(1),
+            "the withdrawn transfer did nothing"
+        );
+    }
+
+    /// Regression, same family: a passed kick removes its target, and the re-count that
+    /// follows decides another proposal whose `Updated` was queued in the same batch. The
+    /// stale `Updated` must not follow that decision.
+    #[test]
+    fn a_kick_by_vote_never_reannounces_a_proposal_it_decides() {
+        let options = RoomOptions {
+            min_voters: 4,
+            ..RoomOptions::default()
+        };
+        let mut r = room(PolicyMode::Democratic, 5, options);
+        let mut out = Vec::new();
+        let kick = proposed(r.request(1, Action::Kick { member: 5 }, t(1)));
+        r.vote(2, kick, true, t(1)).unwrap();
+        r.vote(3, kick, true, t(1)).unwrap();
+        let play = proposed(r.request(4, Action::Play, t(2)));
+        r.vote(3, play, true, t(2)).unwrap();
+        out.extend(drain(&mut r));
+        // 5 present at 40 %, at least 1: needs 3. The kick (3 yes) passes; the play (2 yes)
+        // is re-counted (needed 4 -> 3). With member 5 gone, 2 of 4 pass the play.
+        let options = RoomOptions {
+            quorum_percent: 40,
+            min_voters: 1,
+            ..RoomOptions::default()
+        };
+        r.set_options(1, options, t(3)).unwrap();
+        let batch = drain(&mut r);
+        out.extend(batch.iter().cloned());
+        assert_never_reannounced(&out);
+        assert_eq!(
+            decisions(&batch),
+            [(kick, Outcome::Passed), (play, Outcome::Passed)]
+        );
+        assert!(r.roster().get(5).is_none(), "kicked");
+        assert!(r.open_proposals().is_empty());
     }
 
     // --- Waiting for members -----------------------------------------------------------------
