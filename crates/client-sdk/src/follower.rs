@@ -119,10 +119,13 @@ impl Follower {
             && timeline.paused
             && !next.paused
             && sample.paused
-            && ((sample.position - next.position).abs() * 1e6) > PREPOSITION_US
         {
-            self.seek_requested_at = Some(measured_at);
-            commands.push(PlayerCommand::Seek(next.position));
+            if ((sample.position - next.position).abs() * 1e6) > PREPOSITION_US {
+                self.seek_requested_at = Some(measured_at);
+                commands.push(PlayerCommand::Seek(next.position));
+            }
+            // Standing where the room will start: hold there, even when the paused timeline in
+            // effect names another position (a seek and a play scheduled within one lead).
             return commands;
         }
         if timeline.paused != sample.paused {
@@ -154,5 +157,70 @@ impl Follower {
             commands.push(PlayerCommand::SetRate(timeline.rate));
         }
         commands
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ClockConfig;
+    use lockstep_proto::message::Pong;
+
+    const OFFSET: u64 = 1_000_000_000;
+
+    fn synced_clock() -> ClockSync {
+        let mut clock = ClockSync::new(ClockConfig::default());
+        let ping = clock.poll_ping(0).unwrap();
+        let pong = Pong {
+            seq: ping.seq,
+            t0: ping.t0,
+            t1: ServerTime(OFFSET + 100),
+            t2: ServerTime(OFFSET + 110),
+        };
+        clock.on_pong(&pong, 210);
+        assert_eq!(clock.server_time(0), Some(ServerTime(OFFSET)));
+        clock
+    }
+
+    fn timeline(position: f64, paused: bool, at: u64, seq: u64) -> Timeline {
+        Timeline {
+            position,
+            rate: 1.0,
+            paused,
+            at: ServerTime(at),
+            seq,
+        }
+    }
+
+    fn paused_at(position: f64, at_local: u64) -> Sample {
+        Sample {
+            position,
+            at_local,
+            paused: true,
+            rate: 1.0,
+        }
+    }
+
+    #[test]
+    fn a_seek_and_a_play_within_one_lead_wait_where_the_play_starts() {
+        let clock = synced_clock();
+        let mut follower = Follower::new(DriftConfig::default());
+        follower.on_timeline(timeline(10.0, true, OFFSET, 1), true);
+        // Seek to 30 s at +1 s, then play from 30 s at +2 s: only the newest is kept.
+        follower.on_timeline(timeline(30.0, true, OFFSET + 1_000_000, 2), false);
+        follower.on_timeline(timeline(30.0, false, OFFSET + 2_000_000, 3), false);
+        assert_eq!(
+            follower.step(&clock, paused_at(10.0, 500_000)),
+            vec![PlayerCommand::Seek(30.0)]
+        );
+        follower.seek_landed(&clock, 600_000);
+        // Not sent back to the 10 s of the paused timeline still in effect.
+        for at_local in [700_000, 1_200_000, 1_900_000] {
+            assert_eq!(follower.step(&clock, paused_at(30.0, at_local)), vec![]);
+        }
+        assert_eq!(
+            follower.step(&clock, paused_at(30.0, 2_000_000)),
+            vec![PlayerCommand::SetPaused(false)]
+        );
     }
 }
