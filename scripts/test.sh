@@ -5,7 +5,8 @@
 # tests need (with apt-get, only when run as root and only what is missing); otherwise it prints
 # the exact line to run and stops. Python's msgpack and aioquic go into a virtualenv at
 # target/py (created once, reused). Then: cargo fmt --check, clippy with -D warnings, every test
-# in the workspace, a build of the fuzz targets, and a build (not a run) of the benchmarks.
+# in the workspace, the web client's checks (types, committed bundle, Node unit tests, tests in
+# headless Chromium), a build of the fuzz targets, and a build (not a run) of the benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,12 @@ command -v c++ >/dev/null 2>&1 || missing+=(g++)
 # Real players for the SDK's end-to-end test.
 command -v mpv >/dev/null 2>&1 || missing+=(mpv)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+# The web client: Node.js and npm build and test it; Debian's Chromium runs its browser tests.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+# Reactions are emoji: without a colour emoji font the screenshots show empty boxes.
+[ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
 # Installs Debian packages when root with apt-get; otherwise prints the line to run and stops.
 apt_install() {
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -41,10 +48,10 @@ fi
 # relay. Both live in a project-local virtualenv at target/py (reused on reruns), so nothing is
 # installed into the system Python beyond the interpreter and its venv module.
 PY_VENV="$PWD/target/py"
-PY_MODULES=(msgpack aioquic)
+PY_MODULES=(msgpack aioquic PyJWT)
 
 python_venv_ready() {
-  [ -x "$PY_VENV/bin/python" ] && "$PY_VENV/bin/python" -c 'import msgpack, aioquic' >/dev/null 2>&1
+  [ -x "$PY_VENV/bin/python" ] && "$PY_VENV/bin/python" -c 'import msgpack, aioquic, jwt' >/dev/null 2>&1
 }
 
 
@@ -102,6 +109,26 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test (workspace)"
 cargo test --workspace --locked
+
+step "Web client: install (npm ci), typecheck, bundle check, unit tests"
+cargo build -p lockstep-relay --bin lockstep --locked
+(
+  cd web
+  npm ci --no-audit --no-fund --loglevel=error
+  npm run --silent typecheck
+  npm run --silent check-bundle
+  node build.mjs --tests
+  node --test target/test/*.test.mjs
+)
+
+step "Web client in real headless Chromium (each file starts its own relay and browser)"
+(
+  cd web
+  for file in test/browser/*.test.mjs; do
+    echo "--- $file"
+    node --test "$file"
+  done
+)
 
 step "Build the fuzz targets (stable, uninstrumented; see crates/proto/fuzz/README.md)"
 cargo build --manifest-path crates/proto/fuzz/Cargo.toml --locked --target-dir target/fuzz

@@ -8,12 +8,13 @@ use std::time::SystemTime;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::assets;
 use crate::certs::{CertHash, CertStore};
 use crate::server::{CoreEvent, Shared};
 
@@ -35,6 +36,22 @@ pub fn router(state: HttpState) -> Router {
     let shared = state.shared.clone();
     Router::new()
         .route("/", get(index))
+        .route(
+            "/assets/lockstep-demo.js",
+            get(|h: HeaderMap| async move { assets::script(assets::DEMO_JS, &h) }),
+        )
+        .route(
+            "/assets/lockstep-jellyfin.js",
+            get(|h: HeaderMap| async move { assets::script(assets::JELLYFIN_JS, &h) }),
+        )
+        .route(
+            "/assets/lockstep.mjs",
+            get(|h: HeaderMap| async move { assets::script(assets::LIBRARY_JS, &h) }),
+        )
+        .route(
+            assets::TEST_CLIP_PATH,
+            get(|h: HeaderMap| async move { assets::test_clip(&h) }),
+        )
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route(
@@ -55,11 +72,13 @@ pub fn router(state: HttpState) -> Router {
         )
 }
 
-/// The placeholder page until the web client lands.
-const INDEX: &str = include_str!("index.html");
-
-async fn index() -> Html<&'static str> {
-    Html(INDEX)
+async fn index() -> Response {
+    // The shell is tiny; never cache it, so a relay upgrade shows at once.
+    (
+        [(header::CACHE_CONTROL, "no-cache")],
+        Html(assets::INDEX_HTML),
+    )
+        .into_response()
 }
 
 #[derive(Serialize)]
@@ -269,8 +288,12 @@ async fn config(State(state): State<HttpState>) -> Response {
         .map(|c| c.published_hashes(SystemTime::now()))
         .unwrap_or_default();
     (
-        // Hashes change on rotation: never cache.
-        [(header::CACHE_CONTROL, "no-store")],
+        [
+            // Hashes change on rotation: never cache.
+            (header::CACHE_CONTROL, "no-store"),
+            // Public facts, read by pages on other origins (the Jellyfin overlay).
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
         Json(ClientConfig {
             protocol_version: lockstep_proto::limits::PROTOCOL_VERSION,
             webtransport: WebTransportConfig {

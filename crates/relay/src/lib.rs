@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod assets;
 pub mod auth;
 pub mod certs;
 pub mod clock;
@@ -182,9 +183,11 @@ fn server_config(addr: SocketAddr, bundle: &CertBundle) -> Result<ServerConfig, 
         .send_window(256 * 1024)
         .datagram_receive_buffer_size(Some(64 * 1024))
         .datagram_send_buffer_size(64 * 1024)
-        .keep_alive_interval(Some(Duration::from_secs(5)))
+        // A client that vanishes without closing (a killed tab, a lost network) is noticed
+        // within 10 s: presence, host succession and the resume window start from then.
+        .keep_alive_interval(Some(Duration::from_secs(3)))
         .max_idle_timeout(Some(
-            wtransport::quinn::IdleTimeout::try_from(Duration::from_secs(30))
+            wtransport::quinn::IdleTimeout::try_from(Duration::from_secs(10))
                 .map_err(|e| StartError::WebTransport(e.to_string()))?,
         ));
     Ok(ServerConfig::builder()
