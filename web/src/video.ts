@@ -12,6 +12,7 @@ import { defaultDriftConfig, type DriftConfig } from './drift';
 import { Emitter } from './events';
 import { Follower, type PlayerCommand, type Sample } from './follower';
 import type { Timeline } from './protocol';
+import { positionAt } from './timeline';
 
 export interface VideoSyncOptions {
   /** Load the room's media URL into the element (off when the host app loads media itself). */
@@ -117,6 +118,21 @@ export class VideoSync extends Emitter<VideoSyncEvents> {
   /** This viewer's latest drift, ms (positive: ahead of the room). */
   get driftMs(): number | undefined {
     return this.lastSample ? this.follower.driftUs() / 1000 : undefined;
+  }
+
+  /**
+   * How far the frame on screen is from the room (ms, positive: ahead), from
+   * `requestVideoFrameCallback`: the media time of the frame actually presented, against the
+   * timeline at the moment it was presented. A frame lasts 1/fps, so this moves in frame-sized
+   * steps around `driftMs`; it is what the viewer sees, where `driftMs` is what is controlled.
+   */
+  get frameDriftMs(): number | undefined {
+    const f = this.lastFrame;
+    const timeline = this.follower.timeline();
+    if (!f || !timeline || this.video.paused || nowUs() - f.shownAtUs > 500_000) return undefined;
+    const at = this.client.clock.serverTime(f.shownAtUs);
+    if (at === undefined) return undefined;
+    return (f.mediaTime - positionAt(timeline, at)) * 1000;
   }
 
   get corrections(): { seeks: number; rateChanges: number } {

@@ -909,9 +909,12 @@ export function mountOverlay(
     setText(driftValue, d === undefined ? '—' : formatSignedMs(d));
     setAttr(driftValue, 'data-quality', d === undefined ? undefined : driftQuality(d));
     const c = sync.corrections;
+    const frameDrift = sync.frameDriftMs;
     setText(
       correctionsText,
-      `${recent || d === undefined ? '' : 'Paused · '}${c.seeks} seek${c.seeks === 1 ? '' : 's'} · ${c.rateChanges} rate change${
+      `${recent || d === undefined ? '' : 'Paused · '}${
+        frameDrift === undefined ? '' : `frame on screen ${formatSignedMs(frameDrift)} · `
+      }${c.seeks} seek${c.seeks === 1 ? '' : 's'} · ${c.rateChanges} rate change${
         c.rateChanges === 1 ? '' : 's'
       } to stay in sync`,
     );

@@ -167,6 +167,7 @@ export function readPlayer(page) {
       roomRate: w?.client?.timeline?.rate,
       roomPaused: w?.client?.timeline?.paused,
       corrections: w?.sync?.corrections,
+      frameDriftMs: w?.sync?.frameDriftMs,
     };
   });
 }

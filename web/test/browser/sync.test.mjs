@@ -74,6 +74,17 @@ test('play from Ada reaches Bob, and they converge', async (t) => {
   t.diagnostic(`converged after ${convergedAfterMs} ms; |gap| p95 ${p95.toFixed(2)} ms, max ${max.toFixed(2)} ms over ${samples.length} samples`);
   assert.ok(p95 < P95_BOUND_MS, `p95 ${p95} ms`);
   assert.ok(max < MAX_BOUND_MS, `max ${max} ms`);
+  // The frame on screen (requestVideoFrameCallback) is within about a frame (24 fps) of the room.
+  const frames = [];
+  for (let i = 0; i < 20; i += 1) {
+    const [a, b] = await Promise.all([readPlayer(ada), readPlayer(bob)]);
+    if (a.frameDriftMs !== undefined) frames.push(a.frameDriftMs);
+    if (b.frameDriftMs !== undefined) frames.push(b.frameDriftMs);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  t.diagnostic(`frame on screen vs the room: ${frames.length} reads, worst ${Math.max(...frames.map(Math.abs)).toFixed(1)} ms`);
+  assert.ok(frames.length >= 20, `only ${frames.length} frame reads`);
+  assert.ok(frames.every((f) => Math.abs(f) < 60), `frame drift ${JSON.stringify(frames)}`);
 });
 
 test('pause from Bob (WebSocket) reaches Ada at the same position', async () => {
