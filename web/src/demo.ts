@@ -112,6 +112,8 @@ interface Params {
   relay?: string;
   /** Overrides the WebSocket URL (`?ws=`; tests put a proxy there). */
   ws?: string;
+  /** Overrides the WebTransport URL (`?wt=`; tests point it where nothing answers). */
+  wt?: string;
 }
 
 function readParams(): Params {
@@ -124,6 +126,7 @@ function readParams(): Params {
     transport,
     relay: q.get('relay')?.trim().replace(/\/+$/, '') || undefined,
     ws: q.get('ws')?.trim() || undefined,
+    wt: q.get('wt')?.trim() || undefined,
   };
 }
 
@@ -455,6 +458,7 @@ class DemoApp {
       name,
       relayUrl: this.params.relay,
       webSocketUrl: this.params.ws,
+      webTransportUrl: this.params.wt,
       // A reload comes back as the same member (role, room) within the resume window.
       resumeToken: storedResume(name),
     });
