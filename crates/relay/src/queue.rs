@@ -146,7 +146,9 @@ impl ClientQueue {
         }
     }
 
-    fn try_next(&self) -> Option<Next> {
+    /// The next thing to send, if anything waits (writers drain a batch with it before one
+    /// flush).
+    pub fn try_next(&self) -> Option<Next> {
         let Ok(mut s) = self.state.lock() else {
             return Some(Next::Close("queue poisoned".into()));
         };

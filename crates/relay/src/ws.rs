@@ -18,6 +18,7 @@ use futures_util::{SinkExt, StreamExt};
 use lockstep_proto::message::Transport;
 use lockstep_proto::{Encoding, limits};
 
+use crate::core::Outgoing;
 use crate::metrics::TransportKind;
 use crate::queue::{ClientQueue, Next};
 use crate::server::{CoreEvent, IpSlot, Shared};
@@ -27,6 +28,8 @@ use crate::session::{Flow, Inbound};
 const READ_BUFFER: usize = 4 * 1024;
 /// Write buffer per connection before a flush.
 const WRITE_BUFFER: usize = 8 * 1024;
+/// Most messages written before a flush.
+const WRITE_BATCH: usize = 64;
 /// A ping every this often keeps NATs open and finds dead peers.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 /// A client silent for this long is gone.
@@ -83,32 +86,38 @@ async fn run(socket: WebSocket, shared: Arc<Shared>, slot: IpSlot) {
         keepalive.tick().await;
         loop {
             tokio::select! {
-                next = writer_queue.next() => match next {
-                    Next::Send(message) => {
-                        let frame = if writer_json.load(Ordering::Relaxed) {
-                            message
-                                .bytes(Encoding::Json)
-                                .and_then(|b| std::str::from_utf8(b).ok())
-                                .map(|s| WsMessage::Text(Utf8Bytes::from(s)))
-                        } else {
-                            message
-                                .bytes(Encoding::MessagePack)
-                                .map(|b| WsMessage::Binary(b.to_vec().into()))
-                        };
-                        if let Some(frame) = frame
-                            && sink.send(frame).await.is_err()
-                        {
-                            return;
+                next = writer_queue.next() => {
+                    // Everything already waiting goes out with one flush (one write syscall for
+                    // a burst, not one per message), up to a batch.
+                    let mut next = Some(next);
+                    let mut batch = 0;
+                    while let Some(item) = next.take() {
+                        match item {
+                            Next::Send(message) => {
+                                let json = writer_json.load(Ordering::Relaxed);
+                                if let Some(frame) = ws_frame(&message, json)
+                                    && sink.feed(frame).await.is_err()
+                                {
+                                    return;
+                                }
+                            }
+                            Next::Close(reason) => {
+                                let reason: String = reason.chars().take(100).collect();
+                                let _ = sink
+                                    .send(WsMessage::Close(Some(CloseFrame {
+                                        code: 1008,
+                                        reason: Utf8Bytes::from(reason),
+                                    })))
+                                    .await;
+                                return;
+                            }
+                        }
+                        batch += 1;
+                        if batch < WRITE_BATCH {
+                            next = writer_queue.try_next();
                         }
                     }
-                    Next::Close(reason) => {
-                        let reason: String = reason.chars().take(100).collect();
-                        let _ = sink
-                            .send(WsMessage::Close(Some(CloseFrame {
-                                code: 1008,
-                                reason: Utf8Bytes::from(reason),
-                            })))
-                            .await;
+                    if sink.flush().await.is_err() {
                         return;
                     }
                 },
@@ -166,4 +175,19 @@ async fn run(socket: WebSocket, shared: Arc<Shared>, slot: IpSlot) {
     let _ = shared.core.send(CoreEvent::Closed { conn }).await;
     shared.metrics.connection_closed(TransportKind::WebSocket);
     drop(slot);
+}
+
+/// One outgoing message as a WebSocket frame in the client's encoding (MessagePack shares the
+/// encoded buffer; JSON text is copied, it is the rare legacy path).
+fn ws_frame(message: &Outgoing, json: bool) -> Option<WsMessage> {
+    if json {
+        message
+            .bytes(Encoding::Json)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .map(|s| WsMessage::Text(Utf8Bytes::from(s)))
+    } else {
+        message
+            .shared_bytes(Encoding::MessagePack)
+            .map(|b| WsMessage::Binary(b.clone()))
+    }
 }

@@ -25,6 +25,10 @@ pub const PATH: &str = "/lockstep";
 const STREAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// Application close code: policy (bad input, slow consumer, shutdown).
 const CLOSE_POLICY: u32 = 0x1008;
+/// Most messages written to the control stream in one write.
+const WRITE_BATCH: usize = 64;
+/// Most bytes gathered for one control stream write.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
 /// Accepts sessions until the endpoint closes.
 pub async fn serve(endpoint: Arc<Endpoint<Server>>, shared: Arc<Shared>) {
@@ -77,34 +81,50 @@ async fn session(incoming: IncomingSession, shared: Arc<Shared>) -> Result<(), S
     let writer_queue = queue.clone();
     let writer_conn = connection.clone();
     let mut writer = tokio::spawn(async move {
+        // Control frames already waiting are written together (one stream write per burst).
+        let mut frames = Vec::with_capacity(4096);
         let mut frame = Vec::with_capacity(512);
         loop {
-            match writer_queue.next().await {
-                Next::Send(message) => {
-                    let Some(bytes) = message.bytes(Encoding::MessagePack) else {
-                        continue;
-                    };
-                    let fits = bytes.len()
-                        <= limits::MAX_DATAGRAM_PAYLOAD
-                            .min(writer_conn.max_datagram_size().unwrap_or(0));
-                    // Datagram-class messages go as datagrams when they fit; otherwise, and
-                    // when the datagram cannot be sent, on the stream (never fragmented).
-                    if message.is_datagram() && fits && writer_conn.send_datagram(bytes).is_ok() {
-                        continue;
+            let mut next = Some(writer_queue.next().await);
+            let mut batch = 0;
+            frames.clear();
+            while let Some(item) = next.take() {
+                match item {
+                    Next::Send(message) => {
+                        let Some(bytes) = message.bytes(Encoding::MessagePack) else {
+                            continue;
+                        };
+                        let fits = bytes.len()
+                            <= limits::MAX_DATAGRAM_PAYLOAD
+                                .min(writer_conn.max_datagram_size().unwrap_or(0));
+                        // Datagram-class messages go as datagrams when they fit; otherwise, and
+                        // when the datagram cannot be sent, on the stream (never fragmented).
+                        if !(message.is_datagram()
+                            && fits
+                            && writer_conn.send_datagram(bytes).is_ok())
+                        {
+                            frame.clear();
+                            if encode_frame(bytes, limits::MAX_RELAY_FRAME, &mut frame).is_ok() {
+                                frames.extend_from_slice(&frame);
+                            }
+                        }
                     }
-                    frame.clear();
-                    if encode_frame(bytes, limits::MAX_RELAY_FRAME, &mut frame).is_err() {
-                        continue;
-                    }
-                    if send.write_all(&frame).await.is_err() {
+                    Next::Close(reason) => {
+                        if !frames.is_empty() {
+                            let _ = send.write_all(&frames).await;
+                        }
+                        let _ = send.finish().await;
+                        writer_conn.close(VarInt::from_u32(CLOSE_POLICY), reason.as_bytes());
                         return;
                     }
                 }
-                Next::Close(reason) => {
-                    let _ = send.finish().await;
-                    writer_conn.close(VarInt::from_u32(CLOSE_POLICY), reason.as_bytes());
-                    return;
+                batch += 1;
+                if batch < WRITE_BATCH && frames.len() < WRITE_BATCH_BYTES {
+                    next = writer_queue.try_next();
                 }
+            }
+            if !frames.is_empty() && send.write_all(&frames).await.is_err() {
+                return;
             }
         }
     });

@@ -6,14 +6,17 @@
 
 use std::sync::OnceLock;
 
+use bytes::Bytes;
 use lockstep_proto::{Encoding, Message, MessageType, TransportClass, encode};
 
 /// A message and its lazily encoded forms.
 #[derive(Debug)]
 pub struct Outgoing {
     message: Message,
-    msgpack: OnceLock<Option<Vec<u8>>>,
-    json: OnceLock<Option<Vec<u8>>>,
+    // `Bytes`, so that handing the encoding to a thousand WebSocket writers is a thousand
+    // reference counts, not a thousand copies.
+    msgpack: OnceLock<Option<Bytes>>,
+    json: OnceLock<Option<Bytes>>,
 }
 
 impl Outgoing {
@@ -43,18 +46,23 @@ impl Outgoing {
 
     /// The encoded bytes; `None` if the message cannot be encoded (a relay bug, logged once).
     pub fn bytes(&self, encoding: Encoding) -> Option<&[u8]> {
+        self.shared_bytes(encoding).map(|b| b.as_ref())
+    }
+
+    /// The encoded bytes as a shared buffer (cloning it does not copy).
+    pub fn shared_bytes(&self, encoding: Encoding) -> Option<&Bytes> {
         let cell = match encoding {
             Encoding::MessagePack => &self.msgpack,
             Encoding::Json => &self.json,
         };
         cell.get_or_init(|| match encode(&self.message, encoding) {
-            Ok(bytes) => Some(bytes),
+            Ok(bytes) => Some(Bytes::from(bytes)),
             Err(e) => {
                 tracing::error!(kind = self.kind().name(), error = %e, "relay built an invalid message");
                 None
             }
         })
-        .as_deref()
+        .as_ref()
     }
 }
 
