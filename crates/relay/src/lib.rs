@@ -31,6 +31,7 @@ pub mod session;
 pub mod ws;
 pub mod wt;
 
+use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -376,8 +377,10 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
     let http_task = match tls {
         Some(tls) => {
             let handle = axum_server::Handle::new();
+            // TCP_NODELAY: small frames go out at once, not after the peer's delayed ACK.
             let server = axum_server::from_tcp_rustls(listener, tls)
                 .map_err(bind_error)?
+                .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor))
                 .handle(handle.clone());
             tokio::spawn(async move {
                 let _ = stopped.wait_for(|s| *s).await;
@@ -390,7 +393,15 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
             })
         }
         None => {
-            let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_error)?;
+            // TCP_NODELAY: small frames go out at once, not after the peer's delayed ACK (a
+            // 40 ms stall otherwise: Nagle waiting on delayed ACKs).
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .map_err(bind_error)?
+                .tap_io(|tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                });
             tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = stopped.wait_for(|s| *s).await;
