@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod queue;
 pub mod server;
 pub mod session;
+pub mod sockets;
 pub mod ws;
 pub mod wt;
 
@@ -174,7 +175,14 @@ impl Relay {
 
 /// QUIC settings: few streams (a session needs its HTTP/3 request and control streams plus
 /// ours), small windows (messages are small), keepalive and idle timeout.
-fn server_config(addr: SocketAddr, bundle: &CertBundle) -> Result<ServerConfig, StartError> {
+/// Where a WebTransport server config binds: a fresh socket at start, the address it already
+/// has on a certificate reload (not rebound).
+enum UdpBind {
+    Socket(std::net::UdpSocket),
+    Address(SocketAddr),
+}
+
+fn server_config(bind: UdpBind, bundle: &CertBundle) -> Result<ServerConfig, StartError> {
     let mut transport = wtransport::quinn::TransportConfig::default();
     transport
         .max_concurrent_bidi_streams(8u32.into())
@@ -191,8 +199,11 @@ fn server_config(addr: SocketAddr, bundle: &CertBundle) -> Result<ServerConfig, 
             wtransport::quinn::IdleTimeout::try_from(Duration::from_secs(10))
                 .map_err(|e| StartError::WebTransport(e.to_string()))?,
         ));
-    Ok(ServerConfig::builder()
-        .with_bind_address(addr)
+    let builder = match bind {
+        UdpBind::Socket(socket) => ServerConfig::builder().with_bind_socket(socket),
+        UdpBind::Address(addr) => ServerConfig::builder().with_bind_address(addr),
+    };
+    Ok(builder
         .with_custom_transport(bundle.identity.clone_identity(), transport)
         .build())
 }
@@ -323,14 +334,14 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
 
     // WebTransport.
     let bundle = load_certificate(&config, SystemTime::now())?;
-    let endpoint =
-        Endpoint::server(server_config(config.webtransport, &bundle)?).map_err(|source| {
-            StartError::Bind {
-                what: "webtransport",
-                addr: config.webtransport,
-                source,
-            }
-        })?;
+    let wt_bind_error = |source| StartError::Bind {
+        what: "webtransport",
+        addr: config.webtransport,
+        source,
+    };
+    let socket = sockets::udp_socket(config.webtransport).map_err(wt_bind_error)?;
+    let endpoint = Endpoint::server(server_config(UdpBind::Socket(socket), &bundle)?)
+        .map_err(wt_bind_error)?;
     let webtransport_addr = endpoint
         .local_addr()
         .map_err(|e| StartError::WebTransport(e.to_string()))?;
@@ -350,8 +361,7 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
         addr: config.http,
         source,
     };
-    let listener = std::net::TcpListener::bind(config.http).map_err(bind_error)?;
-    listener.set_nonblocking(true).map_err(bind_error)?;
+    let listener = sockets::tcp_listener(config.http).map_err(bind_error)?;
     let http_addr = listener.local_addr().map_err(bind_error)?;
     let tls = if config.https {
         Some(https_config(&config)?)
@@ -401,6 +411,7 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
                     if let Err(e) = tcp.set_nodelay(true) {
                         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                     }
+                    sockets::bound_send_buffer(tcp);
                 });
             tokio::spawn(async move {
                 let shutdown = async move {
@@ -468,7 +479,7 @@ async fn rotate_once(
         .into());
     }
     let next = load_certificate(config, SystemTime::now())?;
-    let server = server_config(addr, &next)?;
+    let server = server_config(UdpBind::Address(addr), &next)?;
     if let Ok(mut c) = certs.write() {
         c.stage(next);
     }

@@ -28,6 +28,8 @@ use crate::session::{Flow, Inbound};
 const READ_BUFFER: usize = 4 * 1024;
 /// Write buffer per connection before a flush.
 const WRITE_BUFFER: usize = 8 * 1024;
+/// A write the peer does not take within this long ends the connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most messages written before a flush.
 const WRITE_BATCH: usize = 64;
 /// A ping every this often keeps NATs open and finds dead peers.
@@ -96,7 +98,10 @@ async fn run(socket: WebSocket, shared: Arc<Shared>, slot: IpSlot) {
                             Next::Send(message) => {
                                 let json = writer_json.load(Ordering::Relaxed);
                                 if let Some(frame) = ws_frame(&message, json)
-                                    && sink.feed(frame).await.is_err()
+                                    && !matches!(
+                                        tokio::time::timeout(WRITE_TIMEOUT, sink.feed(frame)).await,
+                                        Ok(Ok(()))
+                                    )
                                 {
                                     return;
                                 }
@@ -117,7 +122,9 @@ async fn run(socket: WebSocket, shared: Arc<Shared>, slot: IpSlot) {
                             next = writer_queue.try_next();
                         }
                     }
-                    if sink.flush().await.is_err() {
+                    // A client whose socket takes nothing for this long is not reading: drop it
+                    // (its queue would also overflow, but only after the kernel's buffers).
+                    if !matches!(tokio::time::timeout(WRITE_TIMEOUT, sink.flush()).await, Ok(Ok(()))) {
                         return;
                     }
                 },
