@@ -42,6 +42,8 @@ const HISTORY_STEP_MS = 250;
 const SEEK_ECHO_TOLERANCE_S = 0.25;
 /** How long we wait for the element to echo a change we made, ms. */
 const ECHO_WINDOW_MS = 3000;
+/** How long a change of the element's state may wait for its event, ms. */
+const UNSEEN_CHANGE_MS = 500;
 /** How far back the envelope of `currentTime` readings reaches, µs. */
 const ENVELOPE_WINDOW_US = 400_000;
 /** After a user's command, corrections wait this long for the room's answer, ms. */
@@ -60,6 +62,14 @@ export class VideoSync extends Emitter<VideoSyncEvents> {
   private expectPaused?: { paused: boolean; until: number };
   private expectSeek?: { position: number; until: number };
   private ourRate = 1;
+  /**
+   * The element's paused state and rate as we last left or saw them. A difference means the
+   * viewer changed the element and its event is still queued: until it is handled, a
+   * correction would undo the viewer's action and then mistake its event for our own echo.
+   */
+  private seenPaused = true;
+  private seenRate = 1;
+  private unseenSince?: number;
   private userHoldUntil = 0;
   private buffering = false;
   private readySent?: boolean;
@@ -79,6 +89,8 @@ export class VideoSync extends Emitter<VideoSyncEvents> {
     this.options = { loadMedia: options.loadMedia ?? true, stepMs: options.stepMs ?? 50 };
     this.follower = new Follower({ ...defaultDriftConfig(), ...options.drift });
     this.ourRate = video.playbackRate;
+    this.seenPaused = video.paused;
+    this.seenRate = video.playbackRate;
 
     this.unsubscribe.push(
       client.on('timeline', (e) => {
@@ -265,6 +277,16 @@ export class VideoSync extends Emitter<VideoSyncEvents> {
     if (!this.client.room || this.video.readyState < HTMLMediaElement.HAVE_METADATA) return;
     if (this.buffering && this.video.readyState >= HTMLMediaElement.HAVE_FUTURE_DATA) this.onPlaying();
     if (this.video.seeking || this.buffering) return;
+    if (this.video.paused !== this.seenPaused || this.video.playbackRate !== this.seenRate) {
+      // The viewer's change is on its way as an event; let that handler see it first (but
+      // not forever: an element that never fires it is taken as it is after a while).
+      const now = performance.now();
+      this.unseenSince ??= now;
+      if (now - this.unseenSince < UNSEEN_CHANGE_MS) return;
+      this.seenPaused = this.video.paused;
+      this.seenRate = this.video.playbackRate;
+    }
+    this.unseenSince = undefined;
     const held = performance.now() < this.userHoldUntil;
     const sample = this.sample();
     const commands = this.follower.step(this.client.clock, sample);
@@ -293,6 +315,7 @@ export class VideoSync extends Emitter<VideoSyncEvents> {
       case 'setPaused':
         if (command.paused === v.paused) return;
         this.expectPaused = { paused: command.paused, until };
+        this.seenPaused = command.paused;
         if (command.paused) {
           v.pause();
         } else if (!this.autoplayBlocked) {
@@ -314,6 +337,7 @@ export class VideoSync extends Emitter<VideoSyncEvents> {
       case 'setRate':
         this.ourRate = command.rate;
         v.playbackRate = command.rate;
+        this.seenRate = v.playbackRate;
         break;
     }
   }
@@ -321,6 +345,7 @@ export class VideoSync extends Emitter<VideoSyncEvents> {
   // --- The element's events: echoes or the viewer's actions -----------------------------
 
   private onPausedChange(): void {
+    this.seenPaused = this.video.paused;
     const e = this.expectPaused;
     if (e && performance.now() < e.until && e.paused === this.video.paused) {
       this.expectPaused = undefined;
@@ -356,6 +381,7 @@ export class VideoSync extends Emitter<VideoSyncEvents> {
   }
 
   private onRateChange(): void {
+    this.seenRate = this.video.playbackRate;
     if (Math.abs(this.video.playbackRate - this.ourRate) < 1e-9) return;
     const timeline = this.follower.timeline();
     if (timeline && Math.abs(timeline.rate - this.video.playbackRate) < 1e-9) return;

@@ -34,7 +34,10 @@ after(async () => {
 
 test('control moves to Bob and the others keep playing', async () => {
   await ada.evaluate(() => window.lockstep.video.play());
-  await waitUntil('Bob and Cy playing', async () => !(await readPlayer(bob)).paused && !(await readPlayer(cy)).paused);
+  await waitUntil('Bob and Cy playing', async () => !(await readPlayer(bob)).paused && !(await readPlayer(cy)).paused).catch(async (e) => {
+    const state = JSON.stringify({ ada: await readPlayer(ada), bob: await readPlayer(bob), cy: await readPlayer(cy) });
+    throw new Error(`${e.message}; ${state}; Ada's log: ${ada.lockstepLog.slice(-15).join(' | ')}; Bob's log: ${bob.lockstepLog.slice(-15).join(' | ')}`);
+  });
   const bobId = (await readPlayer(bob)).you;
   // The tab goes away (as when it is closed; the relay may only notice by its idle timeout).
   await ada.context().close();
@@ -52,5 +55,8 @@ test('control moves to Bob and the others keep playing', async () => {
   assert.ok(later.position - before.position > 0.8, `Cy advanced ${later.position - before.position} s in 1 s`);
   // The new host controls: Bob pauses, Cy follows.
   await bob.evaluate(() => window.lockstep.video.pause());
-  await waitUntil('Cy paused by the new host', async () => (await readPlayer(cy)).paused);
+  await waitUntil('Cy paused by the new host', async () => (await readPlayer(cy)).paused).catch(async (e) => {
+    const state = JSON.stringify({ bob: await readPlayer(bob), cy: await readPlayer(cy) });
+    throw new Error(`${e.message}; ${state}; Bob's log: ${bob.lockstepLog.slice(-15).join(' | ')}`);
+  });
 });
