@@ -6,6 +6,8 @@
 //! assert_eq!(ping.kind().name(), "ping");
 //! ```
 
+pub mod date;
+pub mod http;
 pub mod load;
 
 use lockstep_proto::message::{Ping, RoomId, StateUpdate, TimelineReason};

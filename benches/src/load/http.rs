@@ -4,82 +4,18 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
 use super::{Context, Error, Result};
 
-/// Largest body read (the relay's `/metrics` is a few tens of KiB).
-const MAX_BODY: u64 = 16 << 20;
-
-/// `GET path` from `addr` over HTTP/1.1; the body if the status is 200.
+/// `GET path` from `addr`; the body if the status is 200.
 pub(crate) async fn get(addr: SocketAddr, path: &str, within: Duration) -> Result<String> {
-    let fetch = async {
-        let mut s = TcpStream::connect(addr)
-            .await
-            .context(|| format!("connect to {addr}"))?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        s.write_all(request.as_bytes())
-            .await
-            .context(|| format!("send to {addr}"))?;
-        let mut raw = Vec::new();
-        s.take(MAX_BODY)
-            .read_to_end(&mut raw)
-            .await
-            .context(|| format!("read from {addr}"))?;
-        Ok::<_, Error>(raw)
-    };
-    let raw = tokio::time::timeout(within, fetch)
+    crate::http::get(addr, path, within)
         .await
-        .map_err(|_| Error::Relay(format!("GET {path} from {addr} timed out")))??;
-    let text = String::from_utf8_lossy(&raw);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        return Err(Error::Relay(format!("GET {path}: no HTTP header")));
-    };
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(Error::Relay(format!(
-            "GET {path}: {}",
-            head.lines().next().unwrap_or("")
-        )));
-    }
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return Ok(dechunk(body));
-    }
-    Ok(body.to_owned())
-}
-
-/// Decodes a chunked HTTP body.
-pub(crate) fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    // At most one round per chunk, and every round consumes input.
-    for _ in 0..body.len() {
-        let Some((size, rest)) = body.split_once("\r\n") else {
-            break;
-        };
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-/// The `host:port` of a URL such as `https://127.0.0.1:4433/lockstep`.
-pub(crate) fn authority(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    rest.split('/').next().unwrap_or(rest)
+        .map_err(|e| Error::Relay(e.to_string()))
 }
 
 /// The socket address of a URL's authority, resolving a host name if needed.
 pub(crate) async fn resolve(url: &str) -> Result<SocketAddr> {
-    let authority = authority(url);
+    let authority = crate::http::authority(url);
     if let Ok(addr) = authority.parse() {
         return Ok(addr);
     }
@@ -108,25 +44,6 @@ pub(crate) fn prometheus_values(text: &str) -> Vec<(String, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_give_their_authority() {
-        assert_eq!(
-            authority("https://127.0.0.1:4433/lockstep"),
-            "127.0.0.1:4433"
-        );
-        assert_eq!(authority("ws://[::1]:80/ws"), "[::1]:80");
-        assert_eq!(authority("127.0.0.1:8080"), "127.0.0.1:8080");
-    }
-
-    #[test]
-    fn chunked_bodies_decode() {
-        assert_eq!(
-            dechunk("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
-            "hello world"
-        );
-        assert_eq!(dechunk("zz\r\n"), "");
-    }
 
     #[test]
     fn prometheus_lines_parse() {

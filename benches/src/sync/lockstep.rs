@@ -21,8 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::process::Command;
 
 use super::link::{TcpProxy, UdpProxy, Upstream};
@@ -35,68 +33,17 @@ use super::syncplay::wait_loaded;
 use super::{Context, Result, err};
 use crate::RunContext;
 
-/// `GET path` from `addr` over HTTP/1.1; the body if the status is 200.
+/// `GET path` from `addr`; the body if the status is 200.
 pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
-    let fetch = async {
-        let mut s = TcpStream::connect(addr)
-            .await
-            .context(|| format!("connect to {addr}"))?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        s.write_all(request.as_bytes())
-            .await
-            .context(|| format!("send to {addr}"))?;
-        let mut raw = Vec::new();
-        s.take(16 << 20)
-            .read_to_end(&mut raw)
-            .await
-            .context(|| format!("read from {addr}"))?;
-        Ok::<_, super::Error>(raw)
-    };
-    let raw = match tokio::time::timeout(Duration::from_secs(5), fetch).await {
-        Ok(r) => r?,
-        Err(_) => return err(format!("GET {path} from {addr} timed out")),
-    };
-    let text = String::from_utf8_lossy(&raw);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        return err(format!("GET {path}: no HTTP header"));
-    };
-    if !head.starts_with("HTTP/1.1 200") {
-        return err(format!("GET {path}: {}", head.lines().next().unwrap_or("")));
+    match lockstep_benches::http::get(addr, path, Duration::from_secs(5)).await {
+        Ok(body) => Ok(body),
+        Err(e) => err(e.to_string()),
     }
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return Ok(dechunk(body));
-    }
-    Ok(body.to_owned())
-}
-
-/// Decodes a chunked HTTP body.
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    // At most one round per chunk, and every round consumes input.
-    for _ in 0..body.len() {
-        let Some((size, rest)) = body.split_once("\r\n") else {
-            break;
-        };
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 /// The `host:port` of a URL such as `https://127.0.0.1:4433/lockstep`.
 fn url_addr(url: &str) -> Result<SocketAddr> {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    authority
+    lockstep_benches::http::authority(url)
         .parse()
         .or_else(|_| err(format!("not an IP address and port: {url}")))
 }
@@ -316,10 +263,6 @@ mod tests {
         );
         assert_eq!(url_addr("http://127.0.0.1:80/").unwrap().port(), 80);
         assert!(url_addr("https://example.org/x").is_err());
-        assert_eq!(
-            dechunk("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
-            "hello world"
-        );
         let m = "lockstep_connections_total{transport=\"webtransport\"} 2\n\
                  lockstep_clock_offset_error_seconds_bucket{le=\"0.0001\"} 1\n\
                  lockstep_clock_offset_error_seconds_bucket{le=\"0.00025\"} 10\n\
