@@ -12,10 +12,8 @@
 
 mod support;
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The script's own limit is 20 s; this one catches a hung interpreter.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -25,59 +23,11 @@ const INSTALL: &str = "run ./scripts/test.sh (it creates the virtualenv target/p
                        target/py/bin/pip install msgpack aioquic && \
                        export LOCKSTEP_PYTHON=$PWD/target/py/bin/python";
 
-struct Outcome {
-    success: bool,
-    status: String,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `python script args...`, killing it after `TIMEOUT`.
-fn run_python(python: &str, script: &Path, args: &[String]) -> Outcome {
-    let mut child = Command::new(python)
-        .arg(script)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run `{python}` ({e}): {INSTALL}"));
-    // Drain the pipes on their own threads so a chatty child cannot block on a full pipe.
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the Python client") {
-            break Some(status);
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = out_reader.join().unwrap_or_default();
-    let stderr = err_reader.join().unwrap_or_default();
-    Outcome {
-        success: status.is_some_and(|s| s.success()),
-        status: status.map_or_else(
-            || format!("killed after {} s", TIMEOUT.as_secs()),
-            |s| s.to_string(),
-        ),
-        stdout,
-        stderr,
-    }
+/// Runs `python script args...` (or `python -c ...`), killing it after `TIMEOUT`.
+fn run_python(python: &str, script: &Path, args: &[String]) -> support::python::Outcome {
+    let mut all = vec![script.display().to_string()];
+    all.extend_from_slice(args);
+    support::python::run(python, &all, TIMEOUT, INSTALL)
 }
 
 /// The value of one series in Prometheus text, e.g. `name{label="value"}`.
@@ -89,7 +39,7 @@ fn series(text: &str, selector: &str) -> f64 {
 
 #[tokio::test]
 async fn aioquic_client_handshakes_and_pings_with_a_pinned_certificate() {
-    let python = std::env::var("LOCKSTEP_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = support::python::interpreter();
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/independent/webtransport_client.py");
 

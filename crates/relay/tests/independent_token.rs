@@ -12,10 +12,8 @@
 
 mod support;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -44,53 +42,14 @@ const USER_ID: &str = "5f0c2b7e-9a1d-4c3b-8e6f-2a1d0c9b8a7f";
 /// docs/AUTH.md's example, secret `example-secret`.
 const EXAMPLE_TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI1ZjBjMmI3ZTlhMWQ0YzNiOGU2ZjJhMWQwYzliOGE3ZiIsIm5hbWUiOiJBZGEiLCJwZXJtcyI6WyJjcmVhdGVfcm9vbXMiXSwiYXVkIjoibG9ja3N0ZXAiLCJpc3MiOiJqZWxseWZpbiIsImV4cCI6MTcwMDAwMDYwMCwiaWF0IjoxNzAwMDAwMDAwfQ.o0Cak9ZDR5lgUI62RcV73CtvSrzlH3XPpIvqRol5zoc";
 
-fn python() -> String {
-    std::env::var("LOCKSTEP_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/independent/mint_token.py")
 }
 
 /// Runs `python args...` to completion (killed after `TIMEOUT`): (success, stdout, stderr).
 fn run_python(args: &[String]) -> (bool, String, String) {
-    let python = python();
-    let mut child = Command::new(&python)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run `{python}` ({e}): {INSTALL}"));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for Python") {
-            break Some(status);
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (
-        status.is_some_and(|s| s.success()),
-        out_reader.join().unwrap_or_default(),
-        err_reader.join().unwrap_or_default(),
-    )
+    let o = support::python::run(&support::python::interpreter(), args, TIMEOUT, INSTALL);
+    (o.success, o.stdout, o.stderr)
 }
 
 /// Fails with the install command when PyJWT cannot be imported.
@@ -99,7 +58,7 @@ fn require_pyjwt() {
     assert!(
         ok,
         "`{}` cannot import PyJWT: {INSTALL}\n{}",
-        python(),
+        support::python::interpreter(),
         stderr.trim()
     );
 }

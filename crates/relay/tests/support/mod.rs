@@ -9,6 +9,8 @@
     clippy::panic
 )]
 
+pub mod python;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
