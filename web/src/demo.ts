@@ -9,6 +9,7 @@
 import { LockstepClient, LockstepError } from './client';
 import type { Media, PolicyMode, TransportKind } from './protocol';
 import { h, show } from './ui/dom';
+import { modeSelect, roomPasswordInput } from './ui/fields';
 import { explainError as explain } from './ui/errors';
 import { mountConnectionBadge, mountOverlay, titleFromUrl } from './ui/overlay';
 import { injectExtraStyles, injectStyles } from './ui/styles';
@@ -275,20 +276,8 @@ class DemoApp {
       placeholder: 'Title (optional)',
       maxlength: '256',
     });
-    this.createPassword = h('input', {
-      class: 'ls-input',
-      type: 'password',
-      'data-test': 'create-password',
-      placeholder: 'Optional',
-      autocomplete: 'new-password',
-      maxlength: '128',
-    });
-    this.createMode = h(
-      'select',
-      { class: 'ls-input', 'data-test': 'create-mode' },
-      h('option', { value: 'host', text: 'The host decides' }),
-      h('option', { value: 'democratic', text: 'Democratic: the room votes' }),
-    );
+    this.createPassword = roomPasswordInput();
+    this.createMode = modeSelect();
     this.createButton = h('button', {
       class: 'ls-btn ls-btn-primary ls-btn-lg',
       type: 'submit',

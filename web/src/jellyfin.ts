@@ -10,6 +10,7 @@
 import { LockstepClient, LockstepError } from './client';
 import type { Media, PolicyMode } from './protocol';
 import { h, show } from './ui/dom';
+import { modeSelect, roomPasswordInput } from './ui/fields';
 import { explainError } from './ui/errors';
 import { type OverlayHandle, mountConnectionBadge, mountOverlay } from './ui/overlay';
 import { injectExtraStyles, injectStyles } from './ui/styles';
@@ -493,20 +494,8 @@ class LockstepJellyfin {
       maxlength: '64',
       value: `${item.title}`.slice(0, 64),
     });
-    const mode = h(
-      'select',
-      { class: 'ls-input', 'data-test': 'create-mode' },
-      h('option', { value: 'host', text: 'The host decides' }),
-      h('option', { value: 'democratic', text: 'Democratic: the room votes' }),
-    );
-    const password = h('input', {
-      class: 'ls-input',
-      type: 'password',
-      'data-test': 'create-password',
-      placeholder: 'Optional',
-      autocomplete: 'new-password',
-      maxlength: '128',
-    });
+    const mode = modeSelect();
+    const password = roomPasswordInput();
     const create = h('button', { class: 'ls-btn ls-btn-primary', type: 'submit', 'data-test': 'create', text: 'Create room' });
     const createError = h('p', { class: 'ls-jf-error', 'data-test': 'create-error', role: 'alert' });
     const nowPlaying = h('p', { class: 'ls-small ls-muted', 'data-test': 'jf-now-playing' });
