@@ -42,6 +42,8 @@ const HISTORY_STEP_MS = 250;
 const SEEK_ECHO_TOLERANCE_S = 0.25;
 /** How long we wait for the element to echo a change we made, ms. */
 const ECHO_WINDOW_MS = 3000;
+/** How often readiness is re-sent while the room's view of it differs from the element, ms. */
+const READY_RESEND_MS = 1000;
 /** How long a change of the element's state may wait for its event, ms. */
 const UNSEEN_CHANGE_MS = 500;
 /** How far back the envelope of `currentTime` readings reaches, µs. */
@@ -73,6 +75,7 @@ export class VideoSync extends Emitter<VideoSyncEvents> {
   private userHoldUntil = 0;
   private buffering = false;
   private readySent?: boolean;
+  private readyReportedAt = -Infinity;
   private loadedUrl?: string;
   private lastSample?: Sample;
   private lastHistoryAt = 0;
@@ -190,16 +193,23 @@ export class VideoSync extends Emitter<VideoSyncEvents> {
       this.setReady(false);
       this.video.src = url;
       this.video.load();
-    } else if (this.readySent === undefined || this.client.me?.ready !== this.readySent) {
-      // A new room (or a resumed session) has not heard about our readiness yet.
-      this.readySent = undefined;
-      this.setReady(this.video.readyState >= HTMLMediaElement.HAVE_FUTURE_DATA);
+    } else {
+      // The room's view of our readiness can differ from the element's: a new room, new
+      // media (the relay marks everyone not ready), a resumed session. Tell it again, but at
+      // most once a second while our last report is still on its way.
+      const ready = this.video.readyState >= HTMLMediaElement.HAVE_FUTURE_DATA;
+      const now = performance.now();
+      if (this.client.me?.ready !== ready && now - this.readyReportedAt > READY_RESEND_MS) {
+        this.readySent = undefined;
+        this.setReady(ready);
+      }
     }
   }
 
   private setReady(ready: boolean): void {
     if (this.readySent === ready || !this.client.room) return;
     this.readySent = ready;
+    this.readyReportedAt = performance.now();
     this.client.ready(ready);
   }
 
