@@ -14,7 +14,7 @@ mod room;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -719,6 +719,7 @@ impl RelayCore {
             self.broadcast(id, update.into());
         }
         self.flush_participants(id, now);
+        self.flush_tallies(id, now);
         self.flush_stats(id, now);
         self.after_room_change(id, now);
     }
@@ -845,6 +846,8 @@ impl RelayCore {
             empty_since,
             kick_reasons: HashMap::new(),
             proposals_seen: BTreeSet::new(),
+            pending_tallies: BTreeMap::new(),
+            tally_window_end: None,
         };
         self.rooms.insert(id.clone(), room);
         self.invites.insert(invite.clone(), id.clone());
@@ -1036,12 +1039,29 @@ impl RelayCore {
             ControlOutput::WaitingForReady { .. } => {}
             ControlOutput::Proposal(event) => {
                 let message: Message = match event {
-                    PolicyEvent::Opened(proposal) | PolicyEvent::Updated(proposal) => {
-                        if let Some(room) = self.rooms.get_mut(room_id)
-                            && room.proposals_seen.insert(proposal.id)
-                        {
-                            self.metrics.proposal();
+                    PolicyEvent::Opened(proposal) => {
+                        if let Some(room) = self.rooms.get_mut(room_id) {
+                            if room.proposals_seen.insert(proposal.id) {
+                                self.metrics.proposal();
+                            }
+                            // Opening is always announced at once; it starts a tally window.
+                            room.pending_tallies.remove(&proposal.id);
+                            let _ = room.tally_changed(proposal.clone(), now);
                         }
+                        ProposalUpdate {
+                            room: room_id.clone(),
+                            proposal,
+                        }
+                        .into()
+                    }
+                    PolicyEvent::Updated(proposal) => {
+                        let Some(proposal) = self
+                            .rooms
+                            .get_mut(room_id)
+                            .and_then(|room| room.tally_changed(proposal, now))
+                        else {
+                            return;
+                        };
                         ProposalUpdate {
                             room: room_id.clone(),
                             proposal,
@@ -1051,6 +1071,8 @@ impl RelayCore {
                     PolicyEvent::Decided { proposal, outcome } => {
                         if let Some(room) = self.rooms.get_mut(room_id) {
                             room.proposals_seen.remove(&proposal.id);
+                            // The decision supersedes any tally still held back.
+                            room.pending_tallies.remove(&proposal.id);
                         }
                         Decision {
                             room: room_id.clone(),
@@ -1417,6 +1439,22 @@ impl RelayCore {
                 Participants {
                     room: room_id.clone(),
                     members,
+                }
+                .into(),
+            );
+        }
+    }
+
+    fn flush_tallies(&mut self, room_id: &RoomId, now: ServerTime) {
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        for proposal in room.take_due_tallies(now) {
+            self.broadcast(
+                room_id,
+                ProposalUpdate {
+                    room: room_id.clone(),
+                    proposal,
                 }
                 .into(),
             );

@@ -4,11 +4,12 @@
 //! Owns per-room bookkeeping and the building of room messages; the core decides when to
 //! call what.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use lockstep_consensus::RoomControl;
 use lockstep_proto::message::{
-    Media, Member, MemberId, ProposalId, RoomId, RoomInfo, RoomSummary, TimelineReason, Transport,
+    Media, Member, MemberId, Proposal, ProposalId, RoomId, RoomInfo, RoomSummary, TimelineReason,
+    Transport,
 };
 use lockstep_proto::{ServerTime, Timeline};
 
@@ -18,6 +19,10 @@ pub(crate) const REPEATS_US: [i64; 2] = [50_000, 250_000];
 pub(crate) const HEARTBEAT_US: i64 = 1_000_000;
 /// Joins and changes within this window go out as one `participants` message.
 pub(crate) const PARTICIPANTS_COALESCE_US: i64 = 50_000;
+/// Tally changes of open proposals go out at most once per this window: in a room of N
+/// voters each vote would otherwise reach all N members (O(N²) per decision). The first
+/// change after a quiet window goes out at once, so small rooms see every vote immediately.
+pub(crate) const TALLY_COALESCE_US: i64 = 50_000;
 /// How often members' sync figures are shared.
 pub(crate) const STATS_EVERY_US: i64 = 1_000_000;
 /// Entries in one `member_stats` (12 always fit a datagram).
@@ -51,6 +56,10 @@ pub(crate) struct Room {
     pub(crate) kick_reasons: HashMap<MemberId, String>,
     /// Proposals opened, to count the metric once.
     pub(crate) proposals_seen: BTreeSet<ProposalId>,
+    /// Tallies changed within the current window, newest per proposal, sent when it ends.
+    pub(crate) pending_tallies: BTreeMap<ProposalId, Proposal>,
+    /// End of the window in which tally changes are held back; `None`: send at once.
+    pub(crate) tally_window_end: Option<ServerTime>,
 }
 
 impl Room {
@@ -60,6 +69,7 @@ impl Room {
             self.repeats.front().copied(),
             Some(self.next_heartbeat),
             self.participants_due,
+            self.tally_window_end,
             self.stats_due,
             self.control.poll_timeout(),
             self.empty_since.map(|t| t.add_micros(idle_expiry_us)),
@@ -123,6 +133,33 @@ impl Room {
             buffering: state.buffering,
             waited_for: state.wait_for_me,
         })
+    }
+
+    /// A proposal opened or its tally changed at `now`: returns it when it is to be sent now,
+    /// or holds it (replacing an older tally of the same proposal) until the window ends.
+    pub(crate) fn tally_changed(
+        &mut self,
+        proposal: Proposal,
+        now: ServerTime,
+    ) -> Option<Proposal> {
+        if self.tally_window_end.is_some_and(|end| end > now) {
+            self.pending_tallies.insert(proposal.id, proposal);
+            return None;
+        }
+        self.tally_window_end = Some(now.add_micros(TALLY_COALESCE_US));
+        Some(proposal)
+    }
+
+    /// The tallies held back, once their window has ended; a new window starts if any are sent.
+    pub(crate) fn take_due_tallies(&mut self, now: ServerTime) -> Vec<Proposal> {
+        if self.tally_window_end.is_none_or(|end| end > now) {
+            return Vec::new();
+        }
+        let due: Vec<Proposal> = std::mem::take(&mut self.pending_tallies)
+            .into_values()
+            .collect();
+        self.tally_window_end = (!due.is_empty()).then(|| now.add_micros(TALLY_COALESCE_US));
+        due
     }
 
     /// Queues members for the next coalesced `participants` message.

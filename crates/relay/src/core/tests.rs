@@ -495,6 +495,87 @@ fn joining_by_invite_code_and_listing_public_rooms() {
 }
 
 #[test]
+fn tallies_of_a_big_vote_are_coalesced_and_the_decision_is_not() {
+    let mut h = Harness::new();
+    let (a, _, _) = h.connect("Ada", t(0));
+    let mut m = create("Vote");
+    m.mode = PolicyMode::Democratic;
+    let room = h.create(a, m, t(0));
+    let mut conns = Vec::new();
+    for i in 0..9 {
+        let (c, _, _) = h.connect(&format!("Viewer {i}"), t(1));
+        h.send(c, join(&room), t(1));
+        conns.push(c);
+    }
+    h.tick(t(200));
+    let proposals_to_host = |out: &[(ConnId, Message)]| -> Vec<(u32, u32)> {
+        out.iter()
+            .filter_map(|(c, m)| match m {
+                Message::Proposal(p) if *c == a => Some((p.proposal.yes, p.proposal.no)),
+                _ => None,
+            })
+            .collect()
+    };
+    let out = h.send(
+        conns[0],
+        Seek {
+            req: Some(1),
+            position: 60.0,
+        },
+        t(1_000),
+    );
+    assert_eq!(
+        proposals_to_host(&out),
+        [(1, 0)],
+        "opening is announced at once"
+    );
+    let Some(id) = out.iter().find_map(|(_, m)| match m {
+        Message::Proposal(p) => Some(p.proposal.id),
+        _ => None,
+    }) else {
+        panic!("no proposal in {out:?}");
+    };
+    let vote = |yes| Vote {
+        req: None,
+        proposal: id,
+        yes,
+    };
+    // Three votes inside the window opened by the announcement: held back, newest kept.
+    for (i, c) in conns[1..4].iter().enumerate() {
+        let out = h.send(*c, vote(i != 1), t(1_010 + i as i64));
+        assert!(proposals_to_host(&out).is_empty(), "{out:?}");
+    }
+    assert!(proposals_to_host(&h.tick(t(1_049))).is_empty());
+    assert_eq!(
+        proposals_to_host(&h.tick(t(1_050))),
+        [(3, 1)],
+        "one tally for three votes"
+    );
+    // After a quiet window the next change goes out at once again.
+    assert!(proposals_to_host(&h.tick(t(1_100))).is_empty());
+    let out = h.send(conns[4], vote(false), t(1_200));
+    assert_eq!(proposals_to_host(&out), [(3, 2)]);
+    // A held-back tally is dropped when the decision comes first.
+    h.send(conns[5], vote(true), t(1_210));
+    let out = h.send(conns[6], vote(true), t(1_220));
+    assert!(
+        proposals_to_host(&out).is_empty(),
+        "5 of 10 is no majority yet"
+    );
+    let out = h.send(conns[7], vote(true), t(1_230));
+    assert!(proposals_to_host(&out).is_empty());
+    let decided = out
+        .iter()
+        .filter(|(c, m)| *c == a && matches!(m, Message::Decision(_)))
+        .count();
+    assert_eq!(decided, 1, "6 of 10 pass at once: {out:?}");
+    assert!(
+        proposals_to_host(&h.tick(t(1_300))).is_empty(),
+        "no stale tally after it"
+    );
+}
+
+#[test]
 fn joins_are_coalesced_into_one_participants_message() {
     let mut h = Harness::new();
     let (a, _, _) = h.connect("Ada", t(0));
