@@ -396,6 +396,14 @@ async fn bad_input_gets_an_error_and_the_connection_and_others_carry_on() {
         ),
         (r#"{"type":"welcome"}"#, ErrorCode::UnknownType),
     ];
+    // Bigger than the relay's 1 KiB WebSocket read buffer: read whole, unknown field ignored.
+    let long = format!(
+        r#"{{"type":"play","req":8,"note":"{}"}}"#,
+        "x".repeat(5_000)
+    );
+    let cases = cases
+        .into_iter()
+        .chain([(long.as_str(), ErrorCode::NotInRoom)]);
     for (text, code) in cases {
         ws.send_text(text).await;
         let e = ws.expect(|m| matches!(m, Message::Error(_))).await;
