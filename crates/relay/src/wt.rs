@@ -12,11 +12,11 @@ use lockstep_proto::message::Transport;
 use lockstep_proto::{Encoding, FrameDecoder, encode_frame, limits};
 use wtransport::endpoint::IncomingSession;
 use wtransport::endpoint::endpoint_side::Server;
-use wtransport::{Connection, Endpoint, VarInt};
+use wtransport::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 
 use crate::metrics::TransportKind;
 use crate::queue::{ClientQueue, Next};
-use crate::server::{CoreEvent, Shared};
+use crate::server::{CoreEvent, IpSlot, Shared};
 use crate::session::{Flow, Inbound};
 
 /// The URL path of lockstep's WebTransport sessions.
@@ -43,26 +43,66 @@ pub async fn serve(endpoint: Arc<Endpoint<Server>>, shared: Arc<Shared>) {
     }
 }
 
+/// Read buffer of the control stream: client frames are small; larger ones are assembled
+/// by the frame decoder across reads.
+const READ_BUFFER: usize = 1024;
+
+/// What a session needs once it is accepted.
+struct Accepted {
+    connection: Connection,
+    send: SendStream,
+    recv: RecvStream,
+    slot: IpSlot,
+}
+
 async fn session(incoming: IncomingSession, shared: Arc<Shared>) -> Result<(), String> {
+    // The handshake's futures are large and needed once: boxed, they do not stay in the
+    // session's task for its whole life (heaptrack: every idle session carries its task).
+    let Some(accepted) = Box::pin(accept(incoming, &shared)).await? else {
+        return Ok(());
+    };
+    run(accepted, shared).await
+}
+
+/// The handshake, the checks, and the control stream; `None` when the request was refused.
+async fn accept(
+    incoming: IncomingSession,
+    shared: &Arc<Shared>,
+) -> Result<Option<Accepted>, String> {
     let request = incoming.await.map_err(|e| e.to_string())?;
     if request.path() != PATH {
         request.not_found().await;
-        return Ok(());
+        return Ok(None);
     }
     if !shared.origin_allowed(request.origin()) {
         request.forbidden().await;
-        return Ok(());
+        return Ok(None);
     }
     let Some(slot) = shared.admit(request.remote_address().ip()) else {
         request.too_many_requests().await;
-        return Ok(());
+        return Ok(None);
     };
     let connection = request.accept().await.map_err(|e| e.to_string())?;
-    let (mut send, mut recv) = tokio::time::timeout(STREAM_TIMEOUT, connection.accept_bi())
+    let (send, recv) = tokio::time::timeout(STREAM_TIMEOUT, connection.accept_bi())
         .await
         .map_err(|_| "no control stream".to_string())?
         .map_err(|e| e.to_string())?;
+    Ok(Some(Accepted {
+        connection,
+        send,
+        recv,
+        slot,
+    }))
+}
 
+/// An accepted session until it ends.
+async fn run(accepted: Accepted, shared: Arc<Shared>) -> Result<(), String> {
+    let Accepted {
+        connection,
+        mut send,
+        mut recv,
+        slot,
+    } = accepted;
     let conn = shared.next_conn();
     let queue = ClientQueue::new(shared.metrics.clone());
     shared
@@ -82,8 +122,9 @@ async fn session(incoming: IncomingSession, shared: Arc<Shared>) -> Result<(), S
     let writer_conn = connection.clone();
     let mut writer = tokio::spawn(async move {
         // Control frames already waiting are written together (one stream write per burst).
-        let mut frames = Vec::with_capacity(4096);
-        let mut frame = Vec::with_capacity(512);
+        // Grown by the first bursts, not reserved up front: most sessions are idle.
+        let mut frames = Vec::new();
+        let mut frame = Vec::new();
         loop {
             let mut next = Some(writer_queue.next().await);
             let mut batch = 0;
@@ -131,7 +172,7 @@ async fn session(incoming: IncomingSession, shared: Arc<Shared>) -> Result<(), S
 
     let mut inbound = Inbound::new(conn, shared.clone());
     let mut frames = FrameDecoder::new(limits::MAX_CLIENT_FRAME);
-    let mut buf = vec![0u8; 4096];
+    let mut buf = vec![0u8; READ_BUFFER];
     loop {
         tokio::select! {
             read = recv.read(&mut buf) => {
