@@ -19,8 +19,11 @@ use tokio::sync::Notify;
 use crate::core::Outgoing;
 use crate::metrics::Metrics;
 
-/// Control messages a client may have waiting.
-pub const CONTROL_CAPACITY: usize = 1024;
+/// Control messages a client may have waiting (behind the kernel's 256 KiB send buffer). A
+/// queued message stays alive for the slow client after everyone else got it, so the bound is
+/// what a reader that stopped costs: at 1,024 a chat-heavy room made each one hold ~1.2 MiB
+/// (load benchmark, slow-consumer scenario); at 256, about a quarter of that.
+pub const CONTROL_CAPACITY: usize = 256;
 /// Pongs a client may have waiting.
 pub const PONG_CAPACITY: usize = 4;
 
