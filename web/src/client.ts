@@ -154,7 +154,10 @@ export class LockstepClient extends Emitter<ClientEvents> {
   you?: number;
   name?: string;
   room?: RoomInfo;
+  /** Members this client knows of: everyone, or in a room of more than 100, some of them. */
   readonly members = new Map<number, Member>();
+  /** The room's size as the relay last told it, in rooms too big to list whole. */
+  private memberCount?: number;
   readonly proposals = new Map<number, Proposal>();
   readonly memberStats = new Map<number, MemberStat>();
   readonly chatLog: ChatEntry[] = [];
@@ -508,6 +511,7 @@ export class LockstepClient extends Emitter<ClientEvents> {
         this.room = m.room;
         this.members.clear();
         for (const member of m.members) this.members.set(member.id, member);
+        this.memberCount = m.member_count;
         this.proposals.clear();
         for (const p of m.proposals) this.proposals.set(p.id, p);
         this.memberStats.clear();
@@ -527,6 +531,7 @@ export class LockstepClient extends Emitter<ClientEvents> {
       case 'participants':
         if (!inRoom(m.room)) break;
         for (const member of m.members) this.members.set(member.id, member);
+        if (m.member_count !== undefined) this.memberCount = m.member_count;
         this.emit('room', this);
         break;
       case 'member_left':
@@ -538,6 +543,7 @@ export class LockstepClient extends Emitter<ClientEvents> {
         } else {
           this.members.delete(m.member);
           this.memberStats.delete(m.member);
+          if (this.memberCount !== undefined) this.memberCount -= 1;
           this.emit('room', this);
         }
         break;
@@ -602,10 +608,16 @@ export class LockstepClient extends Emitter<ClientEvents> {
     this.emit('message', m);
   }
 
+  /** How many members the room has (more than `members` holds in a room too big to list). */
+  get memberTotal(): number {
+    return Math.max(this.memberCount ?? 0, this.members.size);
+  }
+
   private clearRoom(): void {
     this.room = undefined;
     this.timeline = undefined;
     this.members.clear();
+    this.memberCount = undefined;
     this.proposals.clear();
     this.memberStats.clear();
     this.chatLog.length = 0;

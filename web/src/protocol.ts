@@ -230,9 +230,11 @@ export type RelayMessage =
       members: Member[];
       timeline: Timeline;
       proposals: Proposal[];
+      /** The room's size when `members` lists only some (rooms of more than 100). */
+      member_count?: number;
     }
   | { type: 'room_updated'; room: RoomInfo }
-  | { type: 'participants'; room: string; members: Member[] }
+  | { type: 'participants'; room: string; members: Member[]; member_count?: number }
   | { type: 'member_left'; room: string; member: number; reason: LeaveReason; message?: string }
   | { type: 'room_closed'; room: string; reason: CloseReason }
   | { type: 'state_update'; room: string; timeline: Timeline; reason: TimelineReason; by?: number }
@@ -349,6 +351,17 @@ function checkTimeline(t: unknown): void {
   }
 }
 
+/** `member_count`, when present, is a count at least as big as the list beside it. */
+function checkMemberCount(m: { type: string; members: unknown[]; member_count?: number }): void {
+  if (m.member_count === undefined || m.member_count === null) {
+    m.member_count = undefined;
+    return;
+  }
+  if (!isTime(m.member_count) || m.member_count < m.members.length) {
+    throw new DecodeError(`invalid ${m.type}: member_count`);
+  }
+}
+
 /** The checks whose failure would otherwise corrupt playback or throw later. */
 function validate(m: RelayMessage): void {
   switch (m.type) {
@@ -362,6 +375,7 @@ function validate(m: RelayMessage): void {
         throw new DecodeError('invalid room_state');
       }
       if (!Array.isArray(m.proposals)) m.proposals = [];
+      checkMemberCount(m);
       break;
     case 'pong':
       if (![m.t0, m.t1, m.t2].every(isTime) || !isTime(m.seq)) throw new DecodeError('invalid pong');
@@ -373,6 +387,9 @@ function validate(m: RelayMessage): void {
       if (!Array.isArray(m.features)) m.features = [];
       break;
     case 'participants':
+      if (!Array.isArray(m.members)) throw new DecodeError(`invalid ${m.type}`);
+      checkMemberCount(m);
+      break;
     case 'member_stats':
       if (!Array.isArray(m.members)) throw new DecodeError(`invalid ${m.type}`);
       break;

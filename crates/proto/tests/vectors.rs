@@ -230,6 +230,7 @@ fn spec_limits_match_the_code() {
             "DEFAULT_ROOM_CAPACITY",
             f64::from(limits::DEFAULT_ROOM_CAPACITY),
         ),
+        ("ROOM_STATE_MEMBERS", limits::ROOM_STATE_MEMBERS as f64),
     ];
     for (name, value) in expected {
         let row = spec

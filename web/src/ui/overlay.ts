@@ -385,8 +385,15 @@ export function mountOverlay(
       if (expected !== row.el) membersList.insertBefore(row.el, expected);
       previous = row.el;
     }
-    setText(peopleCount, room.capacity <= 100 ? `${members.length} / ${room.capacity}` : String(members.length));
-    setAttr(peopleCount, 'title', `${members.length} of at most ${room.capacity}`);
+    const total = client.memberTotal;
+    setText(peopleCount, room.capacity <= 100 ? `${total} / ${room.capacity}` : String(total));
+    setAttr(
+      peopleCount,
+      'title',
+      total > members.length
+        ? `${total} of at most ${room.capacity}; ${members.length} listed`
+        : `${total} of at most ${room.capacity}`,
+    );
   };
 
   // --- Sync plot ----------------------------------------------------------------------

@@ -109,19 +109,24 @@ pub struct RoomState {
     pub room: RoomInfo,
     /// The receiving member's id.
     pub you: MemberId,
-    /// Everyone present, the receiver included.
+    /// Everyone present, the receiver included; in a room of more than
+    /// [`crate::limits::ROOM_STATE_MEMBERS`], that many of them.
     pub members: Vec<Member>,
     /// Current playback.
     pub timeline: Timeline,
     /// Open proposals.
     #[serde(default)]
     pub proposals: Vec<Proposal>,
+    /// How many members the room has, when `members` does not list them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_count: Option<u32>,
 }
 
 impl Validate for RoomState {
     fn validate(&self) -> Result<(), FieldError> {
         self.room.validate().map_err(|e| e.within("room"))?;
         validate::each("members", &self.members)?;
+        member_count(self.member_count, self.members.len())?;
         super::playback::timeline("timeline", &self.timeline)?;
         validate::each("proposals", &self.proposals)
     }
@@ -199,12 +204,27 @@ pub struct Participants {
     pub room: RoomId,
     /// Each member that joined or changed, as it is now.
     pub members: Vec<Member>,
+    /// How many members the room has now; sent in rooms whose `room_state` lists only some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_count: Option<u32>,
 }
 
 impl Validate for Participants {
     fn validate(&self) -> Result<(), FieldError> {
         self.room.validate()?;
-        validate::each("members", &self.members)
+        validate::each("members", &self.members)?;
+        member_count(self.member_count, self.members.len())
+    }
+}
+
+/// A member count is at least the number of members listed beside it.
+fn member_count(count: Option<u32>, listed: usize) -> Result<(), FieldError> {
+    match count {
+        Some(n) if (n as usize) < listed => Err(FieldError::new(
+            "member_count",
+            "is smaller than the number of members listed",
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -158,6 +158,7 @@ pub(crate) fn example(kind: MessageType) -> Message {
             ],
             timeline: timeline(),
             proposals: vec![],
+            member_count: None,
         }
         .into(),
         T::RoomUpdated => RoomUpdated { room: room_info() }.into(),
@@ -182,6 +183,7 @@ pub(crate) fn example(kind: MessageType) -> Message {
         T::Participants => Participants {
             room: room(),
             members: vec![member(11, "Linus", Role::Member, Transport::Webtransport)],
+            member_count: None,
         }
         .into(),
         T::MemberLeft => MemberLeft {
@@ -711,8 +713,10 @@ pub(crate) fn arb_message(kind: MessageType) -> BoxedStrategy<Message> {
             proptest::collection::vec(arb_member(), 0..5),
             arb_timeline(),
             proptest::collection::vec(arb_proposal(), 0..3),
+            proptest::option::of(0u32..100),
         )
-            .prop_map(|(req, room, you, members, timeline, proposals)| {
+            .prop_map(|(req, room, you, members, timeline, proposals, extra)| {
+                let member_count = extra.map(|e| members.len() as u32 + e);
                 RoomState {
                     req,
                     room,
@@ -720,6 +724,7 @@ pub(crate) fn arb_message(kind: MessageType) -> BoxedStrategy<Message> {
                     members,
                     timeline,
                     proposals,
+                    member_count,
                 }
                 .into()
             })
@@ -736,8 +741,20 @@ pub(crate) fn arb_message(kind: MessageType) -> BoxedStrategy<Message> {
         T::SetPassword => (req(), proptest::option::of("\\PC{1,32}"))
             .prop_map(|(req, password)| SetPassword { req, password }.into())
             .boxed(),
-        T::Participants => (room_id(), proptest::collection::vec(arb_member(), 0..5))
-            .prop_map(|(room, members)| Participants { room, members }.into())
+        T::Participants => (
+            room_id(),
+            proptest::collection::vec(arb_member(), 0..5),
+            proptest::option::of(0u32..100),
+        )
+            .prop_map(|(room, members, extra)| {
+                let member_count = extra.map(|e| members.len() as u32 + e);
+                Participants {
+                    room,
+                    members,
+                    member_count,
+                }
+                .into()
+            })
             .boxed(),
         T::MemberLeft => (
             room_id(),

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use lockstep_consensus::{Cause, Output as ControlOutput, PolicyEvent, RoomControl, Verdict};
-use lockstep_proto::limits::{MAX_CLIENT_FRAME, MAX_DATAGRAM_PAYLOAD, PROTOCOL_VERSION};
+use lockstep_proto::limits::{self, MAX_CLIENT_FRAME, MAX_DATAGRAM_PAYLOAD, PROTOCOL_VERSION};
 use lockstep_proto::message::{
     Ack, Action, Chat, ChatMessage, CloseReason, CreateRoom, Decision, Direction, ErrorMessage,
     GoingAway, Hello, HostChanged, JoinRoom, LeaveReason, MemberId, MemberLeft, MemberStat,
@@ -848,6 +848,7 @@ impl RelayCore {
             proposals_seen: BTreeSet::new(),
             pending_tallies: BTreeMap::new(),
             tally_window_end: None,
+            count_announced: None,
         };
         self.rooms.insert(id.clone(), room);
         self.invites.insert(invite.clone(), id.clone());
@@ -1425,6 +1426,14 @@ impl RelayCore {
         }
         room.participants_due = None;
         let ids = std::mem::take(&mut room.pending_participants);
+        // A room too big to list whole in `room_state` announces its size, and by name only
+        // its hosts, co-hosts and moderators. Listing every viewer's join or readiness to every
+        // viewer is N² bytes for a room of N (a join storm into a 3,000-member room queued
+        // 166 KB `participants` to every member: 400 MB in the WebSocket write buffers).
+        let big = room.members.len() > limits::ROOM_STATE_MEMBERS;
+        let member_count = big.then(|| u32::try_from(room.members.len()).unwrap_or(u32::MAX));
+        let count_changed = big && room.count_announced != member_count;
+        room.count_announced = member_count;
         let room = &self.rooms[room_id];
         let members: Vec<_> = ids
             .into_iter()
@@ -1432,13 +1441,15 @@ impl RelayCore {
                 let record = self.members.get(&id)?;
                 room.member(id, &record.name, record.transport)
             })
+            .filter(|m| !big || room.is_privileged(m.id))
             .collect();
-        if !members.is_empty() {
+        if !members.is_empty() || count_changed {
             self.broadcast(
                 room_id,
                 Participants {
                     room: room_id.clone(),
                     members,
+                    member_count,
                 }
                 .into(),
             );
@@ -1542,12 +1553,14 @@ impl RelayCore {
         let Some(conn) = self.members.get(&member).and_then(|r| r.conn) else {
             return;
         };
-        let members = room
-            .members
-            .iter()
+        let listed = room.listed_members(member, limits::ROOM_STATE_MEMBERS);
+        let member_count = (listed.len() < room.members.len())
+            .then(|| u32::try_from(room.members.len()).unwrap_or(u32::MAX));
+        let members = listed
+            .into_iter()
             .filter_map(|id| {
-                let record = self.members.get(id)?;
-                room.member(*id, &record.name, record.transport)
+                let record = self.members.get(&id)?;
+                room.member(id, &record.name, record.transport)
             })
             .collect();
         let state = RoomState {
@@ -1557,6 +1570,7 @@ impl RelayCore {
             members,
             timeline: room.timeline,
             proposals: room.control.open_proposals(),
+            member_count,
         };
         self.send(conn, state.into());
     }

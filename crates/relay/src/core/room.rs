@@ -19,6 +19,10 @@ pub(crate) const REPEATS_US: [i64; 2] = [50_000, 250_000];
 pub(crate) const HEARTBEAT_US: i64 = 1_000_000;
 /// Joins and changes within this window go out as one `participants` message.
 pub(crate) const PARTICIPANTS_COALESCE_US: i64 = 50_000;
+/// The same window in a room too big to list whole in `room_state`: every `participants` goes
+/// to every member, so during a join storm a 10,000-member room sent 20 of them a second to
+/// all 10,000 (200k deliveries/s, which slowed the joins themselves to ~190/s).
+pub(crate) const PARTICIPANTS_COALESCE_BIG_US: i64 = 1_000_000;
 /// Tally changes of open proposals go out at most once per this window: in a room of N
 /// voters each vote would otherwise reach all N members (O(N²) per decision). The first
 /// change after a quiet window goes out at once, so small rooms see every vote immediately.
@@ -60,6 +64,8 @@ pub(crate) struct Room {
     pub(crate) pending_tallies: BTreeMap<ProposalId, Proposal>,
     /// End of the window in which tally changes are held back; `None`: send at once.
     pub(crate) tally_window_end: Option<ServerTime>,
+    /// The `member_count` last sent in `participants` (rooms too big to list whole).
+    pub(crate) count_announced: Option<u32>,
 }
 
 impl Room {
@@ -85,16 +91,19 @@ impl Room {
         self.next_heartbeat = now.add_micros(HEARTBEAT_US);
     }
 
+    /// Host, co-host or moderator: sees the invite code, listed first in a big room.
+    pub(crate) fn is_privileged(&self, id: MemberId) -> bool {
+        self.control.roster().get(id).is_some_and(|m| {
+            matches!(
+                m.role,
+                lockstep_proto::message::Role::Host | lockstep_proto::message::Role::Cohost
+            ) || m.moderator
+        })
+    }
+
     /// The room as `viewer` may see it (the invite code only for the host and co-hosts).
     pub(crate) fn info(&self, viewer: Option<MemberId>) -> RoomInfo {
-        let privileged = viewer
-            .and_then(|v| self.control.roster().get(v))
-            .is_some_and(|m| {
-                matches!(
-                    m.role,
-                    lockstep_proto::message::Role::Host | lockstep_proto::message::Role::Cohost
-                ) || m.moderator
-            });
+        let privileged = viewer.is_some_and(|v| self.is_privileged(v));
         RoomInfo {
             id: self.id.clone(),
             name: self.name.clone(),
@@ -162,11 +171,45 @@ impl Room {
         due
     }
 
+    /// The members a `room_state` for `viewer` lists: all of them, or in a room of more than
+    /// `cap`, the viewer and the room's hosts, co-hosts and moderators first, then the others
+    /// in id order, `cap` in all.
+    pub(crate) fn listed_members(&self, viewer: MemberId, cap: usize) -> Vec<MemberId> {
+        if self.members.len() <= cap {
+            return self.members.iter().copied().collect();
+        }
+        let privileged = |id: &MemberId| self.is_privileged(*id);
+        let mut listed: Vec<MemberId> = Vec::with_capacity(cap);
+        if self.members.contains(&viewer) {
+            listed.push(viewer);
+        }
+        let first = self
+            .members
+            .iter()
+            .filter(|id| **id != viewer && privileged(id));
+        let rest = self
+            .members
+            .iter()
+            .filter(|id| **id != viewer && !privileged(id));
+        listed.extend(
+            first
+                .chain(rest)
+                .take(cap.saturating_sub(listed.len()))
+                .copied(),
+        );
+        listed
+    }
+
     /// Queues members for the next coalesced `participants` message.
     pub(crate) fn announce(&mut self, ids: impl IntoIterator<Item = MemberId>, now: ServerTime) {
         self.pending_participants.extend(ids);
         if self.participants_due.is_none() && !self.pending_participants.is_empty() {
-            self.participants_due = Some(now.add_micros(PARTICIPANTS_COALESCE_US));
+            let window = if self.members.len() > lockstep_proto::limits::ROOM_STATE_MEMBERS {
+                PARTICIPANTS_COALESCE_BIG_US
+            } else {
+                PARTICIPANTS_COALESCE_US
+            };
+            self.participants_due = Some(now.add_micros(window));
         }
     }
 }

@@ -576,6 +576,63 @@ fn tallies_of_a_big_vote_are_coalesced_and_the_decision_is_not() {
 }
 
 #[test]
+fn a_big_room_lists_some_members_and_counts_them_all() {
+    let mut h = Harness::new();
+    let (a, host, _) = h.connect("Ada", t(0));
+    let room = h.create(a, create("Big"), t(0));
+    let cap = limits::ROOM_STATE_MEMBERS;
+    for i in 0..cap {
+        let (c, _, _) = h.connect(&format!("Viewer {i}"), t(1));
+        h.send(c, join(&room), t(1));
+    }
+    h.tick(t(100));
+    let (c, me, _) = h.connect("Late", t(200));
+    let out = h.send(c, join(&room), t(200));
+    let Some(state) = out.iter().find_map(|(_, m)| match m {
+        Message::RoomState(s) => Some(s.clone()),
+        _ => None,
+    }) else {
+        panic!("no room_state in {out:?}");
+    };
+    assert_eq!(state.members.len(), cap);
+    assert_eq!(state.member_count, Some(cap as u32 + 2));
+    assert_eq!(state.members[0].id, me, "the receiver first");
+    assert_eq!(state.members[1].id, host, "then the host");
+    let to_host = |out: &[(ConnId, Message)]| {
+        out.iter()
+            .filter(|(to, m)| *to == a && matches!(m, Message::Participants(_)))
+            .count()
+    };
+    assert_eq!(
+        to_host(&h.tick(t(300))),
+        0,
+        "big rooms coalesce joins for 1 s"
+    );
+    let counts: Vec<_> = h
+        .tick(t(1_200))
+        .into_iter()
+        .filter_map(|(to, m)| match m {
+            Message::Participants(p) if to == a => Some((p.members.len(), p.member_count)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [(0, Some(cap as u32 + 2))],
+        "a viewer's join is counted, not listed, in a big room"
+    );
+    // A room that fits lists everyone and sends no count.
+    let (d, _, _) = h.connect("Solo", t(400));
+    let small = h.create(d, create("Small"), t(400));
+    let (e, _, _) = h.connect("Pal", t(400));
+    let out = h.send(e, join(&small), t(401));
+    assert!(out.iter().any(|(_, m)| matches!(
+        m,
+        Message::RoomState(s) if s.members.len() == 2 && s.member_count.is_none()
+    )));
+}
+
+#[test]
 fn joins_are_coalesced_into_one_participants_message() {
     let mut h = Harness::new();
     let (a, _, _) = h.connect("Ada", t(0));
