@@ -9,6 +9,7 @@
 pub mod date;
 pub mod http;
 pub mod load;
+pub mod number;
 
 use lockstep_proto::message::{Ping, RoomId, StateUpdate, TimelineReason};
 use lockstep_proto::{Message, ServerTime, Timeline};

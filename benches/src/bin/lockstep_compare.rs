@@ -841,16 +841,7 @@ fn number(x: f64, digits: usize) -> String {
     if digits > 0 {
         return format!("{x:.digits$}");
     }
-    let n = x.round() as i64;
-    let s = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 { format!("-{out}") } else { out }
+    lockstep_benches::number::thousands(x)
 }
 
 fn cell(x: Option<f64>, digits: usize) -> String {

@@ -16,6 +16,7 @@
 //! - **Ceiling** (steps): the largest step that held all its clients with p99 within the limit,
 //!   before the first step that did not.
 
+use crate::number::thousands;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -287,19 +288,6 @@ pub(crate) fn ceiling(steps: &[StepResult], latency: &'static str, limit_ms: f64
 
 fn ms(p: Option<&Percentiles>, f: impl Fn(&Percentiles) -> f64) -> String {
     p.map_or_else(|| "-".into(), |p| format!("{:.3}", f(p)))
-}
-
-fn thousands(x: f64) -> String {
-    let n = x.round() as i64;
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 { format!("-{out}") } else { out }
 }
 
 /// The human table of one window.
