@@ -16,7 +16,6 @@
 //! - **Ceiling** (steps): the largest step that held all its clients with p99 within the limit,
 //!   before the first step that did not.
 
-use crate::number::thousands;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -32,6 +31,7 @@ use super::monitor::Point;
 use super::relay::{self, Target};
 use super::scenario::Plan;
 use super::{Context, Error, Result};
+use crate::number::thousands;
 
 /// A step counts as holding its clients when at least this share was set up.
 pub(crate) const HELD_SHARE: f64 = 0.99;
