@@ -52,6 +52,9 @@ pub struct ConnectOptions {
 }
 
 /// What the connection reports.
+// Most events are messages, so boxing the large variant would cost an allocation per message
+// to shrink the rare ones.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum ConnectionEvent {
     /// Connected and welcomed (again, after a drop: `welcome.resumed` says whether the session
