@@ -26,6 +26,8 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 # Reactions are emoji: without a colour emoji font the screenshots show empty boxes.
 [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
+# Several relays share rooms through Redis: its tests start their own redis-server.
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # Installs Debian packages when root with apt-get; otherwise prints the line to run and stops.
 apt_install() {
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

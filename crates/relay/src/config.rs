@@ -77,6 +77,9 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Limits.
     pub limits: LimitSettings,
+    /// Redis shared by several relays (`redis://host:port/db`); none: one relay, everything
+    /// in memory (a restart loses its rooms).
+    pub redis: Option<String>,
 }
 
 impl Default for Config {
@@ -94,6 +97,7 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             auth: AuthSettings::default(),
             limits: LimitSettings::default(),
+            redis: None,
         }
     }
 }

@@ -29,6 +29,8 @@ pub struct HttpState {
     pub webtransport_url: String,
     /// Where clients reach the WebSocket fallback.
     pub websocket_url: String,
+    /// This relay among relays (the backplane's state for `/health`).
+    pub cluster: Arc<crate::cluster::Cluster>,
 }
 
 /// The router.
@@ -83,16 +85,26 @@ async fn index() -> Response {
 
 #[derive(Serialize)]
 struct Health {
+    /// `ok`, or `degraded` while the backplane is unusable: the relay still serves the rooms
+    /// it holds, and says so.
     status: &'static str,
     version: &'static str,
     protocol_version: u16,
+    #[serde(flatten)]
+    cluster: crate::cluster::ClusterHealth,
 }
 
-async fn health() -> Json<Health> {
+async fn health(State(state): State<HttpState>) -> Json<Health> {
+    let cluster = state.cluster.health();
     Json(Health {
-        status: "ok",
+        status: if cluster.backplane.connected {
+            "ok"
+        } else {
+            "degraded"
+        },
         version: env!("CARGO_PKG_VERSION"),
         protocol_version: lockstep_proto::limits::PROTOCOL_VERSION,
+        cluster,
     })
 }
 

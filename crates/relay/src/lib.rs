@@ -18,8 +18,10 @@
 
 pub mod assets;
 pub mod auth;
+pub mod backplane;
 pub mod certs;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod http;
@@ -72,6 +74,9 @@ pub enum StartError {
     /// Something else in the QUIC set-up.
     #[error("webtransport: {0}")]
     WebTransport(String),
+    /// The backplane's configuration is unusable (a Redis that is down is not an error).
+    #[error(transparent)]
+    Backplane(#[from] backplane::BackplaneError),
 }
 
 /// A running relay.
@@ -332,6 +337,11 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
     ));
     let mut tasks = vec![tokio::spawn(server::run_core(core, core_rx, clock))];
 
+    // The backplane: in memory, or Redis shared with other relays.
+    let (backplane, inbox) = backplane::AnyBackplane::new(config.redis.as_deref())?;
+    let cluster = Arc::new(cluster::Cluster::new(relay_id(), Arc::new(backplane)));
+    tasks.push(tokio::spawn(cluster::run(cluster.clone(), inbox)));
+
     // WebTransport.
     let bundle = load_certificate(&config, SystemTime::now())?;
     let wt_bind_error = |source| StartError::Bind {
@@ -375,6 +385,7 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
     let state = http::HttpState {
         shared: shared.clone(),
         certs: certs.clone(),
+        cluster: cluster.clone(),
         webtransport_url: format!("https://{}{}", host(webtransport_addr), wt::PATH),
         websocket_url: format!(
             "{}://{}/ws",
@@ -493,4 +504,14 @@ async fn rotate_once(
     }
     tracing::info!("certificate rotated; live sessions keep theirs");
     Ok(())
+}
+
+/// A fresh id for this relay among relays: random, so a restarted relay is a new one.
+fn relay_id() -> String {
+    use rand::Rng;
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(12)
+        .map(char::from)
+        .collect()
 }

@@ -60,6 +60,9 @@ struct ServeArgs {
     /// Write generated certificates here.
     #[arg(long, env = "LOCKSTEP_CERTS_DIR")]
     certs_dir: Option<PathBuf>,
+    /// Redis shared with other relays (redis://host:port/db; default: one relay, in memory).
+    #[arg(long, env = "LOCKSTEP_REDIS")]
+    redis: Option<String>,
     /// Serve HTTPS/WSS with --cert and --key.
     #[arg(long, env = "LOCKSTEP_HTTPS", num_args = 0..=1, default_missing_value = "true")]
     https: Option<bool>,
@@ -176,6 +179,7 @@ impl ServeArgs {
             cert => c.cert,
             key => c.key,
             certs_dir => c.certs_dir,
+            redis => c.redis,
             jwt_secret => c.auth.secret,
             jwt_public_key => c.auth.public_key,
             jwt_audience => c.auth.audience,

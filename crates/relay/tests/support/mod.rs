@@ -10,6 +10,7 @@
 )]
 
 pub mod python;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::time::Duration;

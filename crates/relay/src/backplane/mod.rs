@@ -1,0 +1,232 @@
+//! The backplane: what relays share when there is more than one of them.
+//!
+//! Three primitives, enough for rooms that live on one relay (their *home*) while their
+//! members connect anywhere:
+//! - **channels**: publish bytes to a named channel; a relay receives what is published on
+//!   the channels it subscribed to (room broadcasts, control messages for a room's home);
+//! - **versioned records**: a key holds bytes and a version, replaced only by a writer that
+//!   names the version it read (compare-and-set), so two relays can never both overwrite a
+//!   room's state;
+//! - **leases**: a key held by one holder for a time, renewed by it, free for another once it
+//!   lapses (who is a room's home).
+//!
+//! Two implementations: [`MemoryBackplane`] (the default: one relay, nothing outside the
+//! process) and [`RedisBackplane`] (`--redis redis://…`: several relays on one Redis, with
+//! Lua scripts for the compare-and-set and the lease). [`AnyBackplane`] is whichever the
+//! configuration chose. Messages received on subscribed channels arrive on the bounded
+//! receiver returned with the backplane.
+
+mod memory;
+mod redis;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+pub use memory::MemoryBackplane;
+pub use redis::RedisBackplane;
+
+/// Messages received on subscribed channels that may wait to be handled; past this, the
+/// newest are dropped and counted (a relay that falls this far behind has bigger problems).
+pub const INBOX_CAPACITY: usize = 16_384;
+
+/// A message received on a subscribed channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The channel it was published on.
+    pub channel: String,
+    /// What was published.
+    pub payload: Bytes,
+}
+
+/// A versioned record as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Its version: 1 for the first write, one more for each later one.
+    pub version: u64,
+    /// Its bytes.
+    pub value: Bytes,
+}
+
+/// What a compare-and-set did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// Written; the record now has this version.
+    Written(u64),
+    /// Not written: the record's version is this one, not the one expected (0: no record).
+    Conflict(u64),
+}
+
+/// Whether the backplane can be used right now, for `/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackplaneHealth {
+    /// `"memory"` or `"redis"`.
+    pub kind: &'static str,
+    /// Whether operations can succeed now (always, in memory).
+    pub connected: bool,
+    /// The last error, while not connected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Seconds since `connected` last changed.
+    pub since_secs: u64,
+}
+
+/// Why a backplane operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackplaneError {
+    /// The backplane cannot be reached (Redis is down or unreachable).
+    #[error("backplane unavailable: {0}")]
+    Unavailable(String),
+    /// It answered something this relay does not understand.
+    #[error("backplane answered unexpectedly: {0}")]
+    Protocol(String),
+    /// The configuration is unusable (a bad URL).
+    #[error("backplane configuration: {0}")]
+    Config(String),
+}
+
+/// The operations relays share. Implemented by [`MemoryBackplane`] and [`RedisBackplane`].
+pub trait Backplane: Send + Sync {
+    /// Whether it can be used now.
+    fn health(&self) -> BackplaneHealth;
+
+    /// Publishes `payload` on `channel` to every relay subscribed to it (this one included).
+    fn publish(
+        &self,
+        channel: &str,
+        payload: Bytes,
+    ) -> impl Future<Output = Result<(), BackplaneError>> + Send;
+
+    /// Starts delivering `channel`'s messages to this relay's inbox. Kept across reconnects.
+    fn subscribe(&self, channel: &str) -> impl Future<Output = Result<(), BackplaneError>> + Send;
+
+    /// Stops delivering `channel`'s messages.
+    fn unsubscribe(&self, channel: &str)
+    -> impl Future<Output = Result<(), BackplaneError>> + Send;
+
+    /// The record at `key`, if any.
+    fn load(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Record>, BackplaneError>> + Send;
+
+    /// Writes `value` at `key` if the record's version is `expected` (0: only if there is no
+    /// record yet).
+    fn compare_and_set(
+        &self,
+        key: &str,
+        expected: u64,
+        value: Bytes,
+    ) -> impl Future<Output = Result<CasOutcome, BackplaneError>> + Send;
+
+    /// Takes the lease at `key` for `holder` for `ttl`, or renews it if `holder` has it;
+    /// false while someone else holds it.
+    fn acquire_lease(
+        &self,
+        key: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, BackplaneError>> + Send;
+
+    /// Gives the lease up if `holder` has it; true if it did.
+    fn release_lease(
+        &self,
+        key: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<bool, BackplaneError>> + Send;
+}
+
+/// The backplane the configuration chose.
+#[derive(Debug)]
+pub enum AnyBackplane {
+    /// One relay, in memory.
+    Memory(MemoryBackplane),
+    /// Relays sharing a Redis.
+    Redis(RedisBackplane),
+}
+
+impl AnyBackplane {
+    /// The backplane for `redis_url` (none: in memory) and the inbox of its subscriptions.
+    /// A Redis that cannot be reached yet is not an error: the relay starts, serves, and
+    /// reports the backplane as disconnected until Redis answers.
+    pub fn new(
+        redis_url: Option<&str>,
+    ) -> Result<(Self, mpsc::Receiver<Envelope>), BackplaneError> {
+        let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+        let backplane = match redis_url {
+            None => AnyBackplane::Memory(MemoryBackplane::new(tx)),
+            Some(url) => AnyBackplane::Redis(RedisBackplane::connect(url, tx)?),
+        };
+        Ok((backplane, rx))
+    }
+}
+
+impl Backplane for AnyBackplane {
+    fn health(&self) -> BackplaneHealth {
+        match self {
+            AnyBackplane::Memory(b) => b.health(),
+            AnyBackplane::Redis(b) => b.health(),
+        }
+    }
+
+    async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BackplaneError> {
+        match self {
+            AnyBackplane::Memory(b) => b.publish(channel, payload).await,
+            AnyBackplane::Redis(b) => b.publish(channel, payload).await,
+        }
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<(), BackplaneError> {
+        match self {
+            AnyBackplane::Memory(b) => b.subscribe(channel).await,
+            AnyBackplane::Redis(b) => b.subscribe(channel).await,
+        }
+    }
+
+    async fn unsubscribe(&self, channel: &str) -> Result<(), BackplaneError> {
+        match self {
+            AnyBackplane::Memory(b) => b.unsubscribe(channel).await,
+            AnyBackplane::Redis(b) => b.unsubscribe(channel).await,
+        }
+    }
+
+    async fn load(&self, key: &str) -> Result<Option<Record>, BackplaneError> {
+        match self {
+            AnyBackplane::Memory(b) => b.load(key).await,
+            AnyBackplane::Redis(b) => b.load(key).await,
+        }
+    }
+
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: u64,
+        value: Bytes,
+    ) -> Result<CasOutcome, BackplaneError> {
+        match self {
+            AnyBackplane::Memory(b) => b.compare_and_set(key, expected, value).await,
+            AnyBackplane::Redis(b) => b.compare_and_set(key, expected, value).await,
+        }
+    }
+
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, BackplaneError> {
+        match self {
+            AnyBackplane::Memory(b) => b.acquire_lease(key, holder, ttl).await,
+            AnyBackplane::Redis(b) => b.acquire_lease(key, holder, ttl).await,
+        }
+    }
+
+    async fn release_lease(&self, key: &str, holder: &str) -> Result<bool, BackplaneError> {
+        match self {
+            AnyBackplane::Memory(b) => b.release_lease(key, holder).await,
+            AnyBackplane::Redis(b) => b.release_lease(key, holder).await,
+        }
+    }
+}

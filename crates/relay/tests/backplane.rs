@@ -1,0 +1,274 @@
+//! The backplane against a real `redis-server` started by each test on a free loopback port:
+//! compare-and-set and leases under Lua, pub/sub between relays, a Redis restart in the middle
+//! (reconnect and resubscribe), and a relay that keeps serving while Redis is away and says so
+//! in `/health`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lockstep_proto::Message;
+use lockstep_proto::message::{CreateRoom, PolicyMode};
+use lockstep_relay::backplane::{Backplane, CasOutcome, Envelope, RedisBackplane};
+use support::Client;
+use support::redis::RedisServer;
+use tokio::sync::mpsc;
+
+/// Polls `check` every 50 ms until it holds; panics after `within`, naming `what`.
+async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn backplane(redis: &RedisServer) -> (RedisBackplane, mpsc::Receiver<Envelope>) {
+    let (tx, rx) = mpsc::channel(64);
+    (RedisBackplane::connect(&redis.url(), tx).unwrap(), rx)
+}
+
+async fn health(relay: &lockstep_relay::Relay) -> serde_json::Value {
+    let (status, body) = support::http_get(relay.http_addr(), "/health").await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test]
+async fn records_and_leases_follow_the_rules_in_redis() {
+    let redis = RedisServer::start();
+    let (a, _) = backplane(&redis);
+    let (b, _) = backplane(&redis);
+    let v = |s: &'static str| Bytes::from_static(s.as_bytes());
+
+    assert_eq!(a.load("lockstep:test:room").await.unwrap(), None);
+    assert_eq!(
+        a.compare_and_set("lockstep:test:room", 0, v("one"))
+            .await
+            .unwrap(),
+        CasOutcome::Written(1)
+    );
+    assert_eq!(
+        b.compare_and_set("lockstep:test:room", 0, v("two"))
+            .await
+            .unwrap(),
+        CasOutcome::Conflict(1),
+        "a writer that read nothing cannot overwrite"
+    );
+    assert_eq!(
+        b.compare_and_set("lockstep:test:room", 1, v("two"))
+            .await
+            .unwrap(),
+        CasOutcome::Written(2)
+    );
+    let record = a.load("lockstep:test:room").await.unwrap().unwrap();
+    assert_eq!((record.version, &record.value[..]), (2, &b"two"[..]));
+
+    // Many writers race from the same version: exactly one wins.
+    let (won_a, won_b) = tokio::join!(
+        async {
+            let mut won = 0;
+            for i in 0..20 {
+                let bytes = Bytes::from(format!("a{i}"));
+                if let CasOutcome::Written(_) = a
+                    .compare_and_set("lockstep:test:room", 2, bytes)
+                    .await
+                    .unwrap()
+                {
+                    won += 1;
+                }
+            }
+            won
+        },
+        async {
+            let mut won = 0;
+            for i in 0..20 {
+                let bytes = Bytes::from(format!("b{i}"));
+                if let CasOutcome::Written(_) = b
+                    .compare_and_set("lockstep:test:room", 2, bytes)
+                    .await
+                    .unwrap()
+                {
+                    won += 1;
+                }
+            }
+            won
+        }
+    );
+    assert_eq!(won_a + won_b, 1, "one write per version");
+
+    // Leases: one holder, renewed by it, free once lapsed or released.
+    let ttl = Duration::from_millis(300);
+    assert!(
+        a.acquire_lease("lockstep:test:home", "relay-a", ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.acquire_lease("lockstep:test:home", "relay-b", ttl)
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        a.acquire_lease("lockstep:test:home", "relay-a", ttl)
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !b.acquire_lease("lockstep:test:home", "relay-b", ttl)
+            .await
+            .unwrap(),
+        "renewed, so still held 400 ms after it was first taken"
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(
+        b.acquire_lease("lockstep:test:home", "relay-b", ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !a.release_lease("lockstep:test:home", "relay-a")
+            .await
+            .unwrap()
+    );
+    assert!(
+        b.release_lease("lockstep:test:home", "relay-b")
+            .await
+            .unwrap()
+    );
+    assert!(
+        a.acquire_lease("lockstep:test:home", "relay-a", ttl)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn pubsub_reaches_other_relays_and_survives_a_redis_restart() {
+    let mut redis = RedisServer::start();
+    let (a, mut inbox) = backplane(&redis);
+    let (b, _) = backplane(&redis);
+    a.subscribe("lockstep:test:room").await.unwrap();
+    b.publish("lockstep:test:room", Bytes::from_static(b"one"))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(2), inbox.recv())
+        .await
+        .expect("delivered within 2 s")
+        .unwrap();
+    assert_eq!(
+        (got.channel.as_str(), &got.payload[..]),
+        ("lockstep:test:room", &b"one"[..])
+    );
+    eventually("connected", Duration::from_secs(3), || async {
+        a.health().connected
+    })
+    .await;
+
+    redis.stop();
+    eventually("Redis noticed gone", Duration::from_secs(3), || async {
+        let h = a.health();
+        !h.connected && h.error.is_some()
+    })
+    .await;
+    assert!(b.publish("lockstep:test:room", Bytes::new()).await.is_err());
+
+    redis.restart();
+    eventually("reconnected", Duration::from_secs(10), || async {
+        a.health().connected
+    })
+    .await;
+    // The subscription came back by itself: what is published now arrives.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    'resubscribed: loop {
+        assert!(Instant::now() < deadline, "not resubscribed within 10 s");
+        let _ = b
+            .publish("lockstep:test:room", Bytes::from_static(b"two"))
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        while let Ok(m) = inbox.try_recv() {
+            if &m.payload[..] == b"two" {
+                break 'resubscribed;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_relay_keeps_serving_without_redis_and_says_so() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let relay = support::relay(|c| c.redis = Some(url)).await;
+    eventually("healthy with Redis", Duration::from_secs(5), || async {
+        let h = health(&relay).await;
+        h["status"] == "ok"
+            && h["backplane"]["kind"] == "redis"
+            && h["backplane"]["connected"] == true
+            && h["echo_ms"].as_f64().is_some()
+    })
+    .await;
+
+    redis.stop();
+    eventually("degraded without Redis", Duration::from_secs(3), || async {
+        let h = health(&relay).await;
+        h["status"] == "degraded" && h["backplane"]["connected"] == false
+    })
+    .await;
+    // Still serving: a client says hello and opens a room.
+    let mut client = Client::websocket(&relay, false).await;
+    client.hello("Ada").await;
+    client
+        .send(CreateRoom {
+            req: Some(1),
+            name: "Without Redis".into(),
+            password: None,
+            media: None,
+            mode: PolicyMode::Host,
+            options: None,
+        })
+        .await;
+    client.expect(|m| matches!(m, Message::RoomState(_))).await;
+
+    redis.restart();
+    // Back, and the echo flows again (the relay's subscription came back).
+    let since = Instant::now();
+    eventually("healthy again", Duration::from_secs(10), || async {
+        let h = health(&relay).await;
+        h["status"] == "ok"
+            && h["echo_age_secs"]
+                .as_u64()
+                .is_some_and(|age| Duration::from_secs(age) < since.elapsed())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn one_relay_alone_uses_memory_and_a_bad_url_is_refused() {
+    let relay = support::relay(|_| {}).await;
+    eventually("memory backplane echo", Duration::from_secs(3), || async {
+        let h = health(&relay).await;
+        h["status"] == "ok" && h["backplane"]["kind"] == "memory" && h["echo_ms"].is_number()
+    })
+    .await;
+
+    let mut config = lockstep_relay::config::Config {
+        http: "127.0.0.1:0".parse().unwrap(),
+        webtransport: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    };
+    config.redis = Some("http://not-redis.example".into());
+    let error = lockstep_relay::start(config).await.unwrap_err().to_string();
+    assert!(error.contains("backplane configuration"), "{error}");
+}
