@@ -278,6 +278,18 @@ async fn create_room(
 #[derive(Serialize)]
 struct ClientConfig {
     protocol_version: u16,
+    /// This relay's id among relays.
+    relay_id: String,
+    webtransport: WebTransportConfig,
+    websocket: WebSocketConfig,
+    /// The other relays alive on the same backplane, for a client to move to when this one
+    /// is gone (empty for a relay alone).
+    relays: Vec<PeerConfig>,
+}
+
+#[derive(Serialize)]
+struct PeerConfig {
+    id: String,
     webtransport: WebTransportConfig,
     websocket: WebSocketConfig,
 }
@@ -308,6 +320,7 @@ async fn config(State(state): State<HttpState>) -> Response {
         ],
         Json(ClientConfig {
             protocol_version: lockstep_proto::limits::PROTOCOL_VERSION,
+            relay_id: state.cluster.relay_id().to_string(),
             webtransport: WebTransportConfig {
                 url: state.webtransport_url.clone(),
                 certificate_hashes: hashes,
@@ -315,6 +328,26 @@ async fn config(State(state): State<HttpState>) -> Response {
             websocket: WebSocketConfig {
                 url: state.websocket_url.clone(),
             },
+            relays: state
+                .cluster
+                .peers()
+                .into_iter()
+                .map(|p| PeerConfig {
+                    id: p.id,
+                    webtransport: WebTransportConfig {
+                        url: p.webtransport,
+                        certificate_hashes: p
+                            .certificate_hashes
+                            .into_iter()
+                            .map(|value| CertHash {
+                                algorithm: "sha-256",
+                                value,
+                            })
+                            .collect(),
+                    },
+                    websocket: WebSocketConfig { url: p.websocket },
+                })
+                .collect(),
         }),
     )
         .into_response()

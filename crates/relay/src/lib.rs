@@ -337,10 +337,8 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
     ));
     let mut tasks = vec![tokio::spawn(server::run_core(core, core_rx, clock))];
 
-    // The backplane: in memory, or Redis shared with other relays.
+    // The backplane: in memory, or Redis shared with other relays (reachable or not yet).
     let (backplane, inbox) = backplane::AnyBackplane::new(config.redis.as_deref())?;
-    let cluster = Arc::new(cluster::Cluster::new(relay_id(), Arc::new(backplane)));
-    tasks.push(tokio::spawn(cluster::run(cluster.clone(), inbox)));
 
     // WebTransport.
     let bundle = load_certificate(&config, SystemTime::now())?;
@@ -382,16 +380,42 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
         Some(h) => format!("{h}:{}", addr.port()),
         None => http::authority(addr),
     };
+    let webtransport_url = format!("https://{}{}", host(webtransport_addr), wt::PATH);
+    let websocket_url = format!(
+        "{}://{}/ws",
+        if config.https { "wss" } else { "ws" },
+        host(http_addr)
+    );
+    let cluster = {
+        let id = relay_id();
+        let (id_, ws, wt, certs) = (
+            id.clone(),
+            websocket_url.clone(),
+            webtransport_url.clone(),
+            certs.clone(),
+        );
+        // How clients reach this relay, as the other relays list it (hashes rotate).
+        let info = move || cluster::wire::RelayInfo {
+            id: id_.clone(),
+            websocket: ws.clone(),
+            webtransport: wt.clone(),
+            certificate_hashes: certs
+                .read()
+                .map(|c| c.published_hashes(SystemTime::now()))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|h| h.value)
+                .collect(),
+        };
+        Arc::new(cluster::Cluster::new(id, Arc::new(backplane), clock, info))
+    };
+    tasks.push(tokio::spawn(cluster::run(cluster.clone(), inbox)));
     let state = http::HttpState {
         shared: shared.clone(),
         certs: certs.clone(),
         cluster: cluster.clone(),
-        webtransport_url: format!("https://{}{}", host(webtransport_addr), wt::PATH),
-        websocket_url: format!(
-            "{}://{}/ws",
-            if config.https { "wss" } else { "ws" },
-            host(http_addr)
-        ),
+        webtransport_url,
+        websocket_url,
     };
     let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (stop_http, mut stopped) = watch::channel(false);

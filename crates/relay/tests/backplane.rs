@@ -153,6 +153,30 @@ async fn records_and_leases_follow_the_rules_in_redis() {
             .await
             .unwrap()
     );
+
+    // The directory: listed while renewed, by Redis's clock.
+    let names = |v: Vec<(String, Bytes)>| v.into_iter().map(|(m, _)| m).collect::<Vec<_>>();
+    let dir = "lockstep:test:relays";
+    assert_eq!(
+        names(a.register(dir, "relay-a", ttl, v("A")).await.unwrap()),
+        ["relay-a"]
+    );
+    let listed = b.register(dir, "relay-b", ttl, v("B")).await.unwrap();
+    assert_eq!(
+        listed,
+        [
+            ("relay-a".to_string(), v("A")),
+            ("relay-b".to_string(), v("B"))
+        ]
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b.register(dir, "relay-b", ttl, v("B")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        names(b.register(dir, "relay-b", ttl, v("B")).await.unwrap()),
+        ["relay-b"],
+        "relay-a lapsed"
+    );
 }
 
 #[tokio::test]
@@ -271,4 +295,56 @@ async fn one_relay_alone_uses_memory_and_a_bad_url_is_refused() {
     config.redis = Some("http://not-redis.example".into());
     let error = lockstep_relay::start(config).await.unwrap_err().to_string();
     assert!(error.contains("backplane configuration"), "{error}");
+}
+
+#[tokio::test]
+async fn relays_on_one_redis_list_each_other_and_estimate_their_clocks() {
+    let redis = RedisServer::start();
+    let (url_a, url_b) = (redis.url(), redis.url());
+    let a = support::relay(|c| c.redis = Some(url_a)).await;
+    let b = support::relay(|c| c.redis = Some(url_b)).await;
+    let id_of = |h: &serde_json::Value| h["relay_id"].as_str().unwrap().to_string();
+    let id_b = id_of(&health(&b).await);
+    // Each learns of the other and of its clock: both read the same host clock, so the
+    // offset is what their start-up anchoring differs by, well inside a few ms, and the
+    // estimate's own error bound (half a backplane round trip) is small on loopback.
+    eventually("a knows b's clock", Duration::from_secs(8), || async {
+        let h = health(&a).await;
+        h["peers"].as_array().is_some_and(|peers| {
+            peers.iter().any(|p| {
+                p["relay_id"] == id_b.as_str()
+                    && p["offset_us"].as_i64().is_some_and(|o| o.abs() < 5_000)
+                    && p["offset_error_us"]
+                        .as_i64()
+                        .is_some_and(|e| (0..5_000).contains(&e))
+            })
+        })
+    })
+    .await;
+    // Clients of a learn where b is.
+    let (status, body) = support::http_get(a.http_addr(), "/api/config").await;
+    assert_eq!(status, 200);
+    let config: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let relays = config["relays"].as_array().unwrap();
+    assert_eq!(relays.len(), 1, "{body}");
+    assert_eq!(relays[0]["id"], id_b.as_str());
+    assert_eq!(
+        relays[0]["websocket"]["url"],
+        format!("ws://{}/ws", b.http_addr())
+    );
+    assert_eq!(
+        relays[0]["webtransport"]["certificate_hashes"][0]["value"],
+        b.certificate_hashes()[0].value.as_str()
+    );
+    // b goes away: a stops listing it once its listing lapses.
+    b.shutdown().await;
+    eventually(
+        "b dropped from the list",
+        Duration::from_secs(6),
+        || async {
+            let h = health(&a).await;
+            h["peers"].as_array().is_some_and(|p| p.is_empty())
+        },
+    )
+    .await;
 }

@@ -27,6 +27,7 @@ struct State {
     subscribed: HashSet<String>,
     records: HashMap<String, Record>,
     leases: HashMap<String, (String, Instant)>,
+    directories: HashMap<String, HashMap<String, (Bytes, Instant)>>,
 }
 
 impl MemoryBackplane {
@@ -136,6 +137,26 @@ impl Backplane for MemoryBackplane {
         }
         Ok(held)
     }
+
+    async fn register(
+        &self,
+        directory: &str,
+        member: &str,
+        ttl: Duration,
+        value: Bytes,
+    ) -> Result<Vec<(String, Bytes)>, BackplaneError> {
+        let now = Instant::now();
+        let mut state = self.state()?;
+        let listed = state.directories.entry(directory.to_string()).or_default();
+        listed.insert(member.to_string(), (value, now + ttl));
+        listed.retain(|_, (_, until)| *until > now);
+        let mut members: Vec<_> = listed
+            .iter()
+            .map(|(m, (v, _))| (m.clone(), v.clone()))
+            .collect();
+        members.sort();
+        Ok(members)
+    }
 }
 
 #[cfg(test)]
@@ -190,6 +211,24 @@ mod tests {
         assert!(!b.release_lease("home:a", "r1").await.unwrap());
         assert!(b.release_lease("home:a", "r2").await.unwrap());
         assert!(b.acquire_lease("home:a", "r1", ttl).await.unwrap());
+        // Directories: listed while renewed.
+        let names = |v: Vec<(String, Bytes)>| v.into_iter().map(|(m, _)| m).collect::<Vec<_>>();
+        let one = Bytes::from_static(b"1");
+        assert_eq!(
+            names(b.register("relays", "r1", ttl, one.clone()).await.unwrap()),
+            ["r1"]
+        );
+        assert_eq!(
+            names(b.register("relays", "r2", ttl, one.clone()).await.unwrap()),
+            ["r1", "r2"]
+        );
+        tokio::time::advance(Duration::from_millis(300)).await;
+        b.register("relays", "r2", ttl, one.clone()).await.unwrap();
+        tokio::time::advance(Duration::from_millis(300)).await;
+        assert_eq!(
+            names(b.register("relays", "r2", ttl, one).await.unwrap()),
+            ["r2"]
+        );
         // A full inbox drops and counts.
         b.subscribe("busy").await.unwrap();
         for _ in 0..6 {

@@ -136,6 +136,16 @@ pub trait Backplane: Send + Sync {
         key: &str,
         holder: &str,
     ) -> impl Future<Output = Result<bool, BackplaneError>> + Send;
+
+    /// Lists `member` in `directory` with `value` for `ttl` (renewed by calling again), drops
+    /// members whose time lapsed, and returns every member listed now, this one included.
+    fn register(
+        &self,
+        directory: &str,
+        member: &str,
+        ttl: Duration,
+        value: Bytes,
+    ) -> impl Future<Output = Result<Vec<(String, Bytes)>, BackplaneError>> + Send;
 }
 
 /// The backplane the configuration chose.
@@ -227,6 +237,19 @@ impl Backplane for AnyBackplane {
         match self {
             AnyBackplane::Memory(b) => b.release_lease(key, holder).await,
             AnyBackplane::Redis(b) => b.release_lease(key, holder).await,
+        }
+    }
+
+    async fn register(
+        &self,
+        directory: &str,
+        member: &str,
+        ttl: Duration,
+        value: Bytes,
+    ) -> Result<Vec<(String, Bytes)>, BackplaneError> {
+        match self {
+            AnyBackplane::Memory(b) => b.register(directory, member, ttl, value).await,
+            AnyBackplane::Redis(b) => b.register(directory, member, ttl, value).await,
         }
     }
 }

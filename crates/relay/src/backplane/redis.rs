@@ -65,6 +65,23 @@ end
 return 0
 ";
 
+/// `KEYS[1]`: the directory's expiry times (a sorted set); `KEYS[2]`: its values (a hash);
+/// `ARGV[1]`: the member; `ARGV[2]`: its time to live, ms; `ARGV[3]`: its value. Redis's own
+/// clock decides expiry, so the relays' clocks need not agree. Returns the live members'
+/// values as a flat list.
+const REGISTER_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+for _, member in ipairs(lapsed) do
+  redis.call('HDEL', KEYS[2], member)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('HGETALL', KEYS[2])
+";
+
 /// The Redis backplane.
 pub struct RedisBackplane {
     manager: ConnectionManager,
@@ -74,6 +91,7 @@ pub struct RedisBackplane {
     cas: Script,
     lease: Script,
     release: Script,
+    register: Script,
 }
 
 impl std::fmt::Debug for RedisBackplane {
@@ -147,6 +165,7 @@ impl RedisBackplane {
             cas: Script::new(CAS_SCRIPT),
             lease: Script::new(LEASE_SCRIPT),
             release: Script::new(RELEASE_SCRIPT),
+            register: Script::new(REGISTER_SCRIPT),
         })
     }
 
@@ -276,6 +295,38 @@ impl Backplane for RedisBackplane {
             .invoke_async::<i64>(&mut conn)
             .await;
         self.note(result).map(|released| released == 1)
+    }
+
+    async fn register(
+        &self,
+        directory: &str,
+        member: &str,
+        ttl: Duration,
+        value: Bytes,
+    ) -> Result<Vec<(String, Bytes)>, BackplaneError> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut conn = self.manager.clone();
+        let result = self
+            .register
+            .key(format!("{directory}:expiry"))
+            .key(format!("{directory}:values"))
+            .arg(member)
+            .arg(ttl_ms)
+            .arg(value.as_ref())
+            .invoke_async::<Vec<Vec<u8>>>(&mut conn)
+            .await;
+        let flat = self.note(result)?;
+        let mut members: Vec<(String, Bytes)> = flat
+            .chunks_exact(2)
+            .map(|pair| {
+                (
+                    String::from_utf8_lossy(&pair[0]).into_owned(),
+                    Bytes::copy_from_slice(&pair[1]),
+                )
+            })
+            .collect();
+        members.sort();
+        Ok(members)
     }
 }
 

@@ -1,0 +1,98 @@
+//! What relays say to each other through the backplane: MessagePack maps with a `type`, like
+//! the client protocol, so a relay of another version fails to read a message instead of
+//! misreading it.
+
+use serde::{Deserialize, Serialize};
+
+/// How one relay is reached by clients, as it registers itself for the others (and for
+/// clients that must move to another relay).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayInfo {
+    /// The relay's id.
+    pub id: String,
+    /// Its WebSocket URL.
+    pub websocket: String,
+    /// Its WebTransport URL.
+    pub webtransport: String,
+    /// SHA-256 hashes (standard base64) of the WebTransport certificates clients may pin.
+    pub certificate_hashes: Vec<String>,
+}
+
+/// A message on a relay's channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PeerMessage {
+    /// Sent by a relay to itself: the backplane's round trip.
+    Echo {
+        /// When it was sent (the sender's server time, µs).
+        t0: u64,
+    },
+    /// A clock probe from `from`, sent at `t0` (its server time, µs).
+    ClockProbe {
+        /// The prober's id (where the reply goes).
+        from: String,
+        /// Sent at (the prober's clock).
+        t0: u64,
+    },
+    /// The reply to a probe: received at `t1`, answered at `t2` (the replier's clock).
+    ClockReply {
+        /// The replier's id.
+        from: String,
+        /// The probe's `t0`.
+        t0: u64,
+        /// Probe received (the replier's clock).
+        t1: u64,
+        /// Reply sent (the replier's clock).
+        t2: u64,
+    },
+}
+
+impl PeerMessage {
+    /// MessagePack bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        // Plain maps of strings and integers always encode.
+        rmp_serde::to_vec_named(self).unwrap_or_default()
+    }
+
+    /// From MessagePack bytes; `None` for anything else.
+    pub fn decode(bytes: &[u8]) -> Option<PeerMessage> {
+        rmp_serde::from_slice(bytes).ok()
+    }
+}
+
+impl RelayInfo {
+    /// MessagePack bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).unwrap_or_default()
+    }
+
+    /// From MessagePack bytes; `None` for anything else.
+    pub fn decode(bytes: &[u8]) -> Option<RelayInfo> {
+        rmp_serde::from_slice(bytes).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_refuses_garbage() {
+        let m = PeerMessage::ClockReply {
+            from: "r1".into(),
+            t0: 1,
+            t1: 2,
+            t2: 3,
+        };
+        assert_eq!(PeerMessage::decode(&m.encode()), Some(m));
+        assert_eq!(PeerMessage::decode(b"\x81\xa4type\xa4nope"), None);
+        assert_eq!(PeerMessage::decode(b""), None);
+        let info = RelayInfo {
+            id: "r1".into(),
+            websocket: "ws://127.0.0.1:1/ws".into(),
+            webtransport: "https://127.0.0.1:2/lockstep".into(),
+            certificate_hashes: vec!["AAAA".into()],
+        };
+        assert_eq!(RelayInfo::decode(&info.encode()), Some(info));
+    }
+}
