@@ -19,7 +19,8 @@ use lockstep_proto::{ErrorCode, ServerTime, Timeline};
 use crate::democratic::DemocraticPolicy;
 use crate::host::HostPolicy;
 use crate::policy::{Policy, PolicyEvent, Rejection, RoomView, Verdict};
-use crate::roster::Roster;
+use crate::roster::{MemberState, Roster};
+use crate::snapshot::{ControlSnapshot, MemberSnapshot, PendingPlaySnapshot, SnapshotError};
 
 /// Why an action is applied now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +160,106 @@ impl RoomControl {
             host_grace: None,
             outputs: VecDeque::new(),
         }
+    }
+
+    /// The room's control state as data (see [`crate::snapshot`]). Take it after the
+    /// outputs were handled: queued outputs are not part of it.
+    pub fn snapshot(&self) -> ControlSnapshot {
+        ControlSnapshot {
+            members: self
+                .roster
+                .in_join_order()
+                .map(|m| MemberSnapshot {
+                    id: m.id,
+                    role: m.role,
+                    joined: m.joined,
+                    connected: m.connected,
+                    moderator: m.moderator,
+                    ready: m.ready,
+                    buffering: m.buffering,
+                    wait_for_me: m.wait_for_me,
+                    released: m.released,
+                    position: m.position,
+                })
+                .collect(),
+            next_join: self.roster.next_join(),
+            host: self.roster.host(),
+            options: self.options.clone(),
+            mode: self.policy.mode(),
+            next_proposal: self.policy.next_proposal_id(),
+            proposals: self.policy.snapshot_proposals(),
+            paused: self.paused,
+            pending_play: self.pending_play.as_ref().map(|p| PendingPlaySnapshot {
+                by: p.by,
+                until: p.until,
+            }),
+            buffering_hold: self.buffering_hold,
+            host_grace: self.host_grace,
+        }
+    }
+
+    /// A room's control carrying on from `snapshot`: the same inputs from here give the same
+    /// outputs as the room the snapshot was taken of. Refuses an inconsistent snapshot.
+    pub fn restore(snapshot: ControlSnapshot) -> Result<Self, SnapshotError> {
+        let members = snapshot
+            .members
+            .into_iter()
+            .map(|m| MemberState {
+                id: m.id,
+                role: m.role,
+                joined: m.joined,
+                connected: m.connected,
+                moderator: m.moderator,
+                ready: m.ready,
+                buffering: m.buffering,
+                wait_for_me: m.wait_for_me,
+                released: m.released,
+                position: m.position,
+            })
+            .collect();
+        let roster = Roster::restore(members, snapshot.next_join, snapshot.host)?;
+        let policy: Box<dyn Policy> = match snapshot.mode {
+            PolicyMode::Host if snapshot.proposals.is_empty() => {
+                Box::new(HostPolicy::new(snapshot.next_proposal))
+            }
+            PolicyMode::Host => {
+                return Err(SnapshotError("proposals open in host mode".into()));
+            }
+            PolicyMode::Democratic => {
+                for p in &snapshot.proposals {
+                    if p.proposal.id >= snapshot.next_proposal {
+                        return Err(SnapshotError(format!(
+                            "proposal {} not below the next id {}",
+                            p.proposal.id, snapshot.next_proposal
+                        )));
+                    }
+                    if let Some((voter, _)) = p.votes.iter().find(|(v, _)| roster.get(*v).is_none())
+                    {
+                        return Err(SnapshotError(format!(
+                            "proposal {} has a vote by {voter}, not a member",
+                            p.proposal.id
+                        )));
+                    }
+                }
+                Box::new(DemocraticPolicy::restore(
+                    snapshot.next_proposal,
+                    snapshot.proposals,
+                ))
+            }
+        };
+        Ok(RoomControl {
+            roster,
+            options: snapshot.options,
+            policy,
+            paused: snapshot.paused,
+            pending_play: snapshot.pending_play.map(|p| PendingPlay {
+                by: p.by,
+                until: p.until,
+            }),
+            buffering_hold: snapshot.buffering_hold,
+            host_grace: snapshot.host_grace,
+            outputs: VecDeque::new(),
+        })
     }
 
     /// The active mode.

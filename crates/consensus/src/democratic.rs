@@ -13,6 +13,7 @@ use lockstep_proto::{ErrorCode, ServerTime};
 use crate::policy::{Policy, PolicyEvent, Rejection, RoomView, Verdict};
 use crate::quorum::{Quorum, Standing};
 use crate::roster::FixedState;
+use crate::snapshot::ProposalSnapshot;
 
 /// The kinds of action; one proposal per kind may be open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,6 +76,22 @@ impl DemocraticPolicy {
     pub fn new(next_proposal: ProposalId) -> Self {
         DemocraticPolicy {
             open: Vec::new(),
+            next_id: next_proposal,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// A democratic policy carrying on with these open proposals (from a snapshot).
+    pub fn restore(next_proposal: ProposalId, proposals: Vec<ProposalSnapshot>) -> Self {
+        DemocraticPolicy {
+            open: proposals
+                .into_iter()
+                .map(|p| Open {
+                    kind: ActionKind::of(&p.proposal.action),
+                    votes: p.votes.into_iter().collect(),
+                    proposal: p.proposal,
+                })
+                .collect(),
             next_id: next_proposal,
             events: VecDeque::new(),
         }
@@ -305,5 +322,20 @@ impl Policy for DemocraticPolicy {
 
     fn next_proposal_id(&self) -> ProposalId {
         self.next_id
+    }
+
+    fn snapshot_proposals(&self) -> Vec<ProposalSnapshot> {
+        self.open
+            .iter()
+            .map(|o| {
+                let mut votes: Vec<(MemberId, bool)> =
+                    o.votes.iter().map(|(m, y)| (*m, *y)).collect();
+                votes.sort_unstable();
+                ProposalSnapshot {
+                    proposal: o.proposal.clone(),
+                    votes,
+                }
+            })
+            .collect()
     }
 }

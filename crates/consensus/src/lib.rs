@@ -49,6 +49,7 @@ pub mod host;
 pub mod policy;
 pub mod quorum;
 pub mod roster;
+pub mod snapshot;
 
 pub use control::{Cause, Output, RoomControl};
 pub use democratic::{ActionKind, DemocraticPolicy};
@@ -56,3 +57,4 @@ pub use host::HostPolicy;
 pub use policy::{Policy, PolicyEvent, Rejection, RoomView, Verdict, is_playback};
 pub use quorum::{Quorum, Standing};
 pub use roster::{MemberState, Roster};
+pub use snapshot::{ControlSnapshot, SnapshotError};

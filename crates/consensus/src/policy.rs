@@ -117,6 +117,11 @@ pub trait Policy: std::fmt::Debug + Send {
 
     /// The id the next proposal gets, so ids stay unique across mode switches.
     fn next_proposal_id(&self) -> ProposalId;
+
+    /// The open proposals with every vote, for a snapshot of the room.
+    fn snapshot_proposals(&self) -> Vec<crate::snapshot::ProposalSnapshot> {
+        Vec::new()
+    }
 }
 
 /// Whether an action is a playback command ("the remote").

@@ -135,6 +135,58 @@ impl Roster {
         apply(&mut self.holding_buffering, m.holds_buffering());
     }
 
+    /// The members in join order.
+    pub fn in_join_order(&self) -> impl Iterator<Item = &MemberState> {
+        self.order.values().filter_map(|id| self.members.get(id))
+    }
+
+    /// The join-order number the next member gets.
+    pub fn next_join(&self) -> u64 {
+        self.next_join
+    }
+
+    /// A roster of these members (each with its own join-order number), with `host`; the
+    /// counts are recomputed. Refuses duplicate ids or join numbers, a join number not below
+    /// `next_join`, and a host that is not a member or roles that disagree with it.
+    pub(crate) fn restore(
+        members: Vec<MemberState>,
+        next_join: u64,
+        host: Option<MemberId>,
+    ) -> Result<Roster, crate::snapshot::SnapshotError> {
+        let bad = |m: String| Err(crate::snapshot::SnapshotError(m));
+        let mut roster = Roster {
+            next_join,
+            ..Roster::default()
+        };
+        for m in members {
+            if m.joined >= next_join {
+                return bad(format!(
+                    "member {} joined at {} ≥ next {next_join}",
+                    m.id, m.joined
+                ));
+            }
+            if (m.role == Role::Host) != (host == Some(m.id)) {
+                return bad(format!(
+                    "member {}'s role {:?} disagrees with the host",
+                    m.id, m.role
+                ));
+            }
+            if roster.members.contains_key(&m.id) || roster.order.contains_key(&m.joined) {
+                return bad(format!("member {} or join number {} twice", m.id, m.joined));
+            }
+            roster.order.insert(m.joined, m.id);
+            roster.count(&m, 1);
+            roster.members.insert(m.id, m);
+        }
+        if let Some(h) = host
+            && !roster.members.contains_key(&h)
+        {
+            return bad(format!("host {h} is not a member"));
+        }
+        roster.host = host;
+        Ok(roster)
+    }
+
     /// A member's state.
     pub fn get(&self, id: MemberId) -> Option<&MemberState> {
         self.members.get(&id)

@@ -8,7 +8,9 @@
 
 use std::collections::HashSet;
 
-use lockstep_consensus::{Cause, Output, PolicyEvent, RoomControl, Verdict, is_playback};
+use lockstep_consensus::{
+    Cause, ControlSnapshot, Output, PolicyEvent, RoomControl, Verdict, is_playback,
+};
 use lockstep_proto::ServerTime;
 use lockstep_proto::message::{
     Action, MemberId, Outcome, PolicyMode, ProposalId, Role, RoomOptions,
@@ -413,6 +415,74 @@ fn check_state(room: &RoomControl) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Applies one op as `run` does, without judging it; the outputs.
+fn apply(room: &mut RoomControl, op: &Op, now: &mut ServerTime) -> Vec<Output> {
+    match op {
+        Op::Join(m, moderator) => {
+            room.join(*m, *moderator, *now);
+        }
+        Op::Leave(m) => room.leave(*m, *now),
+        Op::Disconnect(m) => room.disconnect(*m, *now),
+        Op::Reconnect(m) => room.reconnect(*m, *now),
+        Op::Request(m, action) => {
+            room.request(*m, action.clone(), *now);
+        }
+        Op::Vote(m, p, yes) => {
+            let _ = room.vote(*m, *p, *yes, *now);
+        }
+        Op::Ready(m, r, w) => room.set_ready(*m, *r, *w, *now),
+        Op::Buffering(m, b) => room.set_buffering(*m, *b, *now),
+        Op::SetRole(by, m, co) => {
+            let role = if *co { Role::Cohost } else { Role::Member };
+            let _ = room.set_role(*by, *m, role, *now);
+        }
+        Op::SetOptions(by, o) => {
+            let _ = room.set_options(*by, o.clone(), *now);
+        }
+        Op::Advance(ms) => {
+            *now = now.add_micros(ms * 1_000);
+            while let Some(deadline) = room.poll_timeout() {
+                if deadline > *now {
+                    break;
+                }
+                room.handle_timeout(deadline);
+            }
+        }
+    }
+    std::iter::from_fn(|| room.poll_output()).collect()
+}
+
+/// A room moved at op `split`: snapshot, through MessagePack (as it is stored), restored.
+/// From there both rooms see the same ops; they must answer alike and stay alike.
+fn moved_room_carries_on(
+    mode: PolicyMode,
+    options: RoomOptions,
+    ops: &[Op],
+    split: usize,
+) -> Result<(), TestCaseError> {
+    let mut now = ServerTime::from_micros(1_000_000);
+    let mut original = RoomControl::new(1, false, mode, options);
+    let split = split.min(ops.len());
+    for op in &ops[..split] {
+        apply(&mut original, op, &mut now);
+    }
+    let snapshot = original.snapshot();
+    let bytes = rmp_serde::to_vec_named(&snapshot).unwrap();
+    let stored: ControlSnapshot = rmp_serde::from_slice(&bytes).unwrap();
+    prop_assert_eq!(&stored, &snapshot);
+    let mut moved = RoomControl::restore(stored).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(moved.snapshot(), snapshot);
+    let mut now_moved = now;
+    for op in &ops[split..] {
+        let a = apply(&mut original, op, &mut now);
+        let b = apply(&mut moved, op, &mut now_moved);
+        prop_assert_eq!(&a, &b, "after {:?}", op);
+        prop_assert_eq!(original.snapshot(), moved.snapshot());
+        prop_assert_eq!(original.poll_timeout(), moved.poll_timeout());
+    }
+    Ok(())
+}
+
 /// 512 cases from a fixed seed, so CI is reproducible. For a longer hunt, set
 /// `PROPTEST_CASES` and `PROPTEST_RNG_SEED` (a `u64`), e.g.
 /// `PROPTEST_CASES=20000 PROPTEST_RNG_SEED=$RANDOM cargo test -p lockstep-consensus --test properties`.
@@ -436,6 +506,14 @@ proptest! {
     #[test]
     fn rules_hold_for_any_sequence((mode, options, ops) in scenario()) {
         run(mode, options, &ops)?;
+    }
+
+    #[test]
+    fn a_room_moved_anywhere_carries_on_alike(
+        (mode, options, ops) in scenario(),
+        split in 0usize..120,
+    ) {
+        moved_room_carries_on(mode, options, &ops, split)?;
     }
 
     #[test]
