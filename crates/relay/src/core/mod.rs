@@ -11,6 +11,7 @@
 pub mod media;
 pub mod outgoing;
 mod room;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 
@@ -38,6 +39,7 @@ use crate::metrics::Metrics;
 pub use media::MediaAllowlist;
 pub use outgoing::Outgoing;
 use room::{Room, STATS_ENTRIES, STATS_EVERY_US};
+pub use snapshot::{ImportError, RoomSnapshot, SessionSnapshot};
 
 /// A transport connection, numbered by the shell.
 pub type ConnId = u64;

@@ -802,3 +802,110 @@ fn shutdown_tells_everyone_to_come_back() {
     assert!(is_close(&out[1].1));
     let _ = S;
 }
+
+#[test]
+fn a_room_moved_to_another_relay_is_found_again_by_its_members() {
+    // Relay 1: Ada hosts, Grace is a co-host, playback runs.
+    let mut one = Harness::new();
+    let (a, ida, token_a) = one.connect("Ada", t(0));
+    let (g, idg, token_g) = one.connect("Grace", t(0));
+    let room = one.create(a, create("Movie"), t(0));
+    one.send(g, join(&room), t(1));
+    ready_all(&mut one, &[a, g], t(2));
+    one.send(
+        a,
+        lockstep_proto::message::SetRole {
+            req: None,
+            member: idg,
+            role: lockstep_proto::message::Role::Cohost,
+        },
+        t(3),
+    );
+    one.send(a, Play { req: None }, t(10));
+    let out = one.tick(t(2_000));
+    let before = updates(&out).last().map(|(_, u)| u.timeline);
+    let snapshot = one.core.room_snapshot(&room).expect("the room is here");
+    // As it is stored: MessagePack.
+    let bytes = rmp_serde::to_vec_named(&snapshot).unwrap();
+    let stored: RoomSnapshot = rmp_serde::from_slice(&bytes).unwrap();
+    assert_eq!(stored, snapshot);
+
+    // Relay 1 is gone. Relay 2, whose clock is 5 ms behind relay 1's, takes the room over.
+    let mut two = Harness::new();
+    two.core = RelayCore::new(CoreConfig::default(), [9; 32], Arc::new(Metrics::default()));
+    let offset = 5_000;
+    let at = |t: ServerTime| t.add_micros(-offset);
+    assert_eq!(
+        two.core.import_room(stored.clone(), offset, t(2_500)),
+        Ok(room.clone())
+    );
+    assert!(matches!(
+        two.core.import_room(stored, offset, t(2_500)),
+        Err(ImportError::AlreadyHere(_))
+    ));
+    // Grace comes back with her token: same member, co-host, the timeline in relay 2's clock.
+    two.core.open(50, Transport::Websocket);
+    two.core
+        .hello(50, hello("Grace", Some(token_g)), Ok(anon()), t(3_000));
+    let out = two.drain();
+    let welcome = out.iter().find_map(|(_, m)| match m {
+        Message::Welcome(w) => Some(w.clone()),
+        _ => None,
+    });
+    assert!(
+        welcome.as_ref().is_some_and(|w| w.resumed && w.you == idg),
+        "{out:?}"
+    );
+    let Some(state) = out.iter().find_map(|(_, m)| match m {
+        Message::RoomState(s) => Some(s.clone()),
+        _ => None,
+    }) else {
+        panic!("no room_state in {out:?}");
+    };
+    assert_eq!(state.room.id, room);
+    assert_eq!(
+        state.room.host,
+        Some(ida),
+        "the host keeps the role through its grace"
+    );
+    let grace = state.members.iter().find(|m| m.id == idg).unwrap();
+    assert_eq!(grace.role, lockstep_proto::message::Role::Cohost);
+    let before = before.expect("a timeline before the move");
+    assert!(!state.timeline.paused);
+    assert_eq!(state.timeline.seq, before.seq);
+    assert_eq!(state.timeline.position, before.position);
+    assert_eq!(state.timeline.at, at(before.at));
+    // Ada, too; her invite code still works for newcomers.
+    two.core.open(51, Transport::Webtransport);
+    two.core
+        .hello(51, hello("Ada", Some(token_a)), Ok(anon()), t(3_100));
+    let out = two.drain();
+    assert!(
+        out.iter()
+            .any(|(_, m)| matches!(m, Message::Welcome(w) if w.resumed && w.you == ida))
+    );
+    let (n, newcomer, _) = two.connect("Linus", t(3_200));
+    assert!(
+        newcomer != ida && newcomer != idg,
+        "ids after the imported ones"
+    );
+    let invite = state
+        .room
+        .invite
+        .clone()
+        .expect("a co-host sees the invite");
+    let out = two.send(
+        n,
+        JoinRoom {
+            req: Some(7),
+            room: invite,
+            password: None,
+        },
+        t(3_300),
+    );
+    assert!(
+        out.iter()
+            .any(|(c, m)| *c == n && matches!(m, Message::RoomState(s) if s.room.id == room)),
+        "{out:?}"
+    );
+}
