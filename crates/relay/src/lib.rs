@@ -27,6 +27,7 @@ pub mod core;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod persist;
 pub mod queue;
 pub mod server;
 pub mod session;
@@ -335,10 +336,26 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
         },
         config.allowed_origins.clone(),
     ));
-    let mut tasks = vec![tokio::spawn(server::run_core(core, core_rx, clock))];
-
     // The backplane: in memory, or Redis shared with other relays (reachable or not yet).
     let (backplane, inbox) = backplane::AnyBackplane::new(config.redis.as_deref())?;
+    let backplane = Arc::new(backplane);
+    let id = relay_id();
+    let mut tasks = Vec::new();
+    // With Redis, rooms are stored for another relay to take over.
+    let snapshots = match backplane.as_ref() {
+        backplane::AnyBackplane::Redis(_) => {
+            let pending = Arc::new(persist::Pending::default());
+            tasks.push(tokio::spawn(persist::write(
+                pending.clone(),
+                backplane.clone(),
+            )));
+            Some(persist::Snapshotter::new(id.clone(), pending))
+        }
+        backplane::AnyBackplane::Memory(_) => None,
+    };
+    tasks.push(tokio::spawn(server::run_core(
+        core, core_rx, clock, snapshots,
+    )));
 
     // WebTransport.
     let bundle = load_certificate(&config, SystemTime::now())?;
@@ -387,7 +404,6 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
         host(http_addr)
     );
     let cluster = {
-        let id = relay_id();
         let (id_, ws, wt, certs) = (
             id.clone(),
             websocket_url.clone(),
@@ -407,7 +423,7 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
                 .map(|h| h.value)
                 .collect(),
         };
-        Arc::new(cluster::Cluster::new(id, Arc::new(backplane), clock, info))
+        Arc::new(cluster::Cluster::new(id, backplane, clock, info))
     };
     tasks.push(tokio::spawn(cluster::run(cluster.clone(), inbox)));
     let state = http::HttpState {

@@ -212,6 +212,7 @@ pub async fn run_core(
     mut core: RelayCore,
     mut events: mpsc::Receiver<CoreEvent>,
     clock: ServerClock,
+    mut snapshots: Option<crate::persist::Snapshotter>,
 ) {
     let mut queues: HashMap<ConnId, Arc<ClientQueue>> = HashMap::new();
     loop {
@@ -261,6 +262,12 @@ pub async fn run_core(
                         q.close(reason);
                     }
                 }
+            }
+        }
+        match &mut snapshots {
+            Some(s) => s.after_pass(&mut core),
+            None => {
+                core.take_touched_rooms();
             }
         }
     }

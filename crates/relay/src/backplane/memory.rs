@@ -109,6 +109,11 @@ impl Backplane for MemoryBackplane {
         Ok(CasOutcome::Written(version))
     }
 
+    async fn remove(&self, key: &str) -> Result<(), BackplaneError> {
+        self.state()?.records.remove(key);
+        Ok(())
+    }
+
     async fn acquire_lease(
         &self,
         key: &str,
@@ -201,6 +206,12 @@ mod tests {
         );
         assert_eq!(b.load("k").await.unwrap().map(|r| r.version), Some(2));
         assert_eq!(b.load("nothing").await.unwrap(), None);
+        b.remove("k").await.unwrap();
+        assert_eq!(b.load("k").await.unwrap(), None);
+        assert_eq!(
+            b.compare_and_set("k", 0, v.clone()).await.unwrap(),
+            CasOutcome::Written(1)
+        );
         // Leases: held, renewed by the holder, free once lapsed or released.
         let ttl = Duration::from_millis(500);
         assert!(b.acquire_lease("home:a", "r1", ttl).await.unwrap());

@@ -121,6 +121,9 @@ pub trait Backplane: Send + Sync {
         value: Bytes,
     ) -> impl Future<Output = Result<CasOutcome, BackplaneError>> + Send;
 
+    /// Removes the record at `key`, whatever its version.
+    fn remove(&self, key: &str) -> impl Future<Output = Result<(), BackplaneError>> + Send;
+
     /// Takes the lease at `key` for `holder` for `ttl`, or renews it if `holder` has it;
     /// false while someone else holds it.
     fn acquire_lease(
@@ -218,6 +221,13 @@ impl Backplane for AnyBackplane {
         match self {
             AnyBackplane::Memory(b) => b.compare_and_set(key, expected, value).await,
             AnyBackplane::Redis(b) => b.compare_and_set(key, expected, value).await,
+        }
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), BackplaneError> {
+        match self {
+            AnyBackplane::Memory(b) => b.remove(key).await,
+            AnyBackplane::Redis(b) => b.remove(key).await,
         }
     }
 

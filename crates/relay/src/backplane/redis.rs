@@ -268,6 +268,12 @@ impl Backplane for RedisBackplane {
         }
     }
 
+    async fn remove(&self, key: &str) -> Result<(), BackplaneError> {
+        self.run::<i64>(redis::cmd("DEL").arg(key))
+            .await
+            .map(|_| ())
+    }
+
     async fn acquire_lease(
         &self,
         key: &str,

@@ -156,6 +156,8 @@ pub struct RelayCore {
     outputs: VecDeque<Output>,
     metrics: Arc<Metrics>,
     shutting_down: bool,
+    /// Rooms that may have changed since the shell last asked (to be stored elsewhere).
+    touched: BTreeSet<RoomId>,
 }
 
 /// Argon2id with small parameters: a room password guards a watch party, not a bank, and the
@@ -184,6 +186,7 @@ impl RelayCore {
             outputs: VecDeque::new(),
             metrics,
             shutting_down: false,
+            touched: BTreeSet::new(),
         }
     }
 
@@ -974,6 +977,7 @@ impl RelayCore {
         let Some(room) = self.rooms.remove(id) else {
             return;
         };
+        self.touched.insert(id.clone());
         self.invites.remove(&room.invite);
         self.unschedule(id);
         for member in &room.members {
@@ -1020,8 +1024,15 @@ impl RelayCore {
         self.after_room_change(&room_id, now);
     }
 
+    /// The rooms that may have changed since the last call (removed ones included): the shell
+    /// stores those that did, for another relay to take over.
+    pub fn take_touched_rooms(&mut self) -> BTreeSet<RoomId> {
+        std::mem::take(&mut self.touched)
+    }
+
     /// Carries out what the room's control decided, then re-arms the room's timer.
     fn after_room_change(&mut self, room_id: &RoomId, now: ServerTime) {
+        self.touched.insert(room_id.clone());
         let mut outputs = Vec::new();
         if let Some(room) = self.rooms.get_mut(room_id) {
             while let Some(o) = room.control.poll_output() {
