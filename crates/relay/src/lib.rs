@@ -32,6 +32,7 @@ pub mod queue;
 pub mod server;
 pub mod session;
 pub mod sockets;
+pub mod takeover;
 pub mod ws;
 pub mod wt;
 
@@ -310,6 +311,10 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
     let metrics = Arc::new(Metrics::default());
     let clock = ServerClock::start();
     let limits = &config.limits;
+    // The backplane: in memory, or Redis shared with other relays (reachable or not yet).
+    let (backplane, inbox) = backplane::AnyBackplane::new(config.redis.as_deref())?;
+    let backplane = Arc::new(backplane);
+    let member_id_block = member_id_block(&backplane).await;
     let core_config = CoreConfig {
         resume_window_us: i64::try_from(limits.resume_window_secs.saturating_mul(1_000_000))
             .unwrap_or(i64::MAX),
@@ -319,6 +324,7 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
         rooms_per_user: limits.rooms_per_user,
         media_hosts: MediaAllowlist::new(config.media_hosts.iter().cloned()),
         chat_rate: (limits.chat_per_sec, limits.chat_burst),
+        member_id_block,
         ..CoreConfig::default()
     };
     let seed: [u8; 32] = rand::random();
@@ -336,23 +342,23 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
         },
         config.allowed_origins.clone(),
     ));
-    // The backplane: in memory, or Redis shared with other relays (reachable or not yet).
-    let (backplane, inbox) = backplane::AnyBackplane::new(config.redis.as_deref())?;
-    let backplane = Arc::new(backplane);
     let id = relay_id();
     let mut tasks = Vec::new();
     // With Redis, rooms are stored for another relay to take over.
-    let snapshots = match backplane.as_ref() {
+    let pending = match backplane.as_ref() {
         backplane::AnyBackplane::Redis(_) => {
             let pending = Arc::new(persist::Pending::default());
             tasks.push(tokio::spawn(persist::write(
                 pending.clone(),
                 backplane.clone(),
             )));
-            Some(persist::Snapshotter::new(id.clone(), pending))
+            Some(pending)
         }
         backplane::AnyBackplane::Memory(_) => None,
     };
+    let snapshots = pending
+        .clone()
+        .map(|p| persist::Snapshotter::new(id.clone(), p));
     tasks.push(tokio::spawn(server::run_core(
         core, core_rx, clock, snapshots,
     )));
@@ -423,9 +429,17 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
                 .map(|h| h.value)
                 .collect(),
         };
-        Arc::new(cluster::Cluster::new(id, backplane, clock, info))
+        Arc::new(cluster::Cluster::new(id, backplane.clone(), clock, info))
     };
     tasks.push(tokio::spawn(cluster::run(cluster.clone(), inbox)));
+    if let Some(pending) = pending {
+        let _ = shared.takeover.set(Arc::new(takeover::Takeover::new(
+            cluster.clone(),
+            backplane.clone(),
+            pending,
+            shared.core.clone(),
+        )));
+    }
     let state = http::HttpState {
         shared: shared.clone(),
         certs: certs.clone(),
@@ -554,4 +568,28 @@ fn relay_id() -> String {
         .take(12)
         .map(char::from)
         .collect()
+}
+
+/// This relay's block of member ids: the next of a sequence in Redis, so relays sharing rooms
+/// never hand out the same id; a random block when Redis cannot be reached now (4,095 blocks:
+/// a clash is unlikely, and only matters if a room then moves between the two); block 0 for a
+/// relay alone.
+async fn member_id_block(backplane: &backplane::AnyBackplane) -> u32 {
+    use backplane::Backplane;
+    if let backplane::AnyBackplane::Memory(_) = backplane {
+        return 0;
+    }
+    let key = format!("{}:member-id-blocks", cluster::NAMESPACE);
+    match tokio::time::timeout(Duration::from_secs(2), backplane.next_in_sequence(&key)).await {
+        Ok(Ok(n)) => u32::try_from(n % u64::from(u32::MAX / core::MEMBER_ID_BLOCK)).unwrap_or(1),
+        other => {
+            let block = rand::random_range(1..u32::MAX / core::MEMBER_ID_BLOCK);
+            tracing::warn!(
+                ?other,
+                block,
+                "Redis unreachable: member ids from a random block"
+            );
+            block
+        }
+    }
 }

@@ -52,11 +52,48 @@ pub fn room_key(id: &RoomId) -> String {
     format!("{NAMESPACE}:room:{}", id.as_str())
 }
 
-/// Snapshots waiting to be written: the newest per room (`None`: the room is gone).
+/// The index from resume tokens to the rooms their members are in: a relay a member resumes
+/// on finds the room there when the member's relay is gone.
+pub fn resume_index() -> String {
+    format!("{NAMESPACE}:resume")
+}
+
+/// A snapshot to write, and the resume tokens of its members.
+#[derive(Debug, Clone)]
+struct Entry {
+    bytes: Bytes,
+    tokens: Vec<String>,
+}
+
+/// Snapshots waiting to be written: the newest per room (`None`: the room is gone); and the
+/// version this relay last wrote of each room it holds.
 #[derive(Debug, Default)]
 pub struct Pending {
-    rooms: Mutex<BTreeMap<RoomId, Option<Bytes>>>,
+    rooms: Mutex<BTreeMap<RoomId, Option<Entry>>>,
     notify: Notify,
+    versions: Mutex<HashMap<RoomId, u64>>,
+}
+
+impl Pending {
+    /// This relay took the room over by writing `version` itself: it stores it from now on.
+    pub fn adopt(&self, id: RoomId, version: u64) {
+        if let Ok(mut v) = self.versions.lock() {
+            v.insert(id, version);
+        }
+    }
+
+    fn version(&self, id: &RoomId) -> Option<u64> {
+        self.versions.lock().ok()?.get(id).copied()
+    }
+
+    fn set_version(&self, id: &RoomId, version: Option<u64>) {
+        if let Ok(mut v) = self.versions.lock() {
+            match version {
+                Some(version) => v.insert(id.clone(), version),
+                None => v.remove(id),
+            };
+        }
+    }
 }
 
 /// What the core task keeps to notice real changes: a hash of the last snapshot per room.
@@ -90,6 +127,11 @@ impl Snapshotter {
                     for m in &mut snapshot.control.members {
                         m.position = None;
                     }
+                    let tokens = snapshot
+                        .members
+                        .iter()
+                        .map(|m| m.resume_token.clone())
+                        .collect();
                     let stored = StoredRoom {
                         home: self.home.clone(),
                         snapshot,
@@ -99,7 +141,11 @@ impl Snapshotter {
                     bytes.hash(&mut h);
                     let hash = h.finish();
                     if self.last.insert(id.clone(), hash) != Some(hash) {
-                        changed.push((id, Some(Bytes::from(bytes))));
+                        let entry = Entry {
+                            bytes: Bytes::from(bytes),
+                            tokens,
+                        };
+                        changed.push((id, Some(entry)));
                     }
                 }
                 None => {
@@ -119,11 +165,14 @@ impl Snapshotter {
     }
 }
 
-/// Writes what is pending, newest first per room, until the relay stops.
+/// Writes what is pending, newest first per room, until the relay stops; keeps the resume
+/// index in step.
 pub async fn write(pending: Arc<Pending>, backplane: Arc<AnyBackplane>) {
-    // The version this relay last wrote per room; rooms another relay took are left alone.
-    let mut versions: HashMap<RoomId, u64> = HashMap::new();
+    // Rooms another relay wrote since: left alone.
     let mut lost: HashSet<RoomId> = HashSet::new();
+    // The tokens indexed per room, to remove those of members who left.
+    let mut indexed: HashMap<RoomId, HashSet<String>> = HashMap::new();
+    let index = resume_index();
     loop {
         pending.notify.notified().await;
         let batch = match pending.rooms.lock() {
@@ -131,25 +180,48 @@ pub async fn write(pending: Arc<Pending>, backplane: Arc<AnyBackplane>) {
             Err(_) => return,
         };
         let mut batch = batch.into_iter();
-        while let Some((id, bytes)) = batch.next() {
-            if lost.contains(&id) {
-                continue;
-            }
+        while let Some((id, entry)) = batch.next() {
             let key = room_key(&id);
-            let Some(bytes) = bytes else {
-                versions.remove(&id);
-                if let Err(e) = backplane.remove(&key).await {
+            let Some(entry) = entry else {
+                pending.set_version(&id, None);
+                lost.remove(&id);
+                let tokens: Vec<String> = indexed.remove(&id).into_iter().flatten().collect();
+                let removed = async {
+                    backplane.remove(&key).await?;
+                    backplane.index_remove(&index, tokens).await
+                };
+                if let Err(e) = removed.await {
                     tracing::warn!(room = id.as_str(), error = %e, "stored room not removed");
                 }
                 continue;
             };
-            let expected = versions.get(&id).copied().unwrap_or(0);
+            let expected = pending.version(&id).unwrap_or(0);
+            if lost.contains(&id) && expected == 0 {
+                continue;
+            }
             match backplane
-                .compare_and_set(&key, expected, bytes.clone())
+                .compare_and_set(&key, expected, entry.bytes.clone())
                 .await
             {
                 Ok(CasOutcome::Written(v)) => {
-                    versions.insert(id, v);
+                    pending.set_version(&id, Some(v));
+                    lost.remove(&id);
+                    let now: HashSet<String> = entry.tokens.iter().cloned().collect();
+                    let before = indexed.insert(id.clone(), now.clone()).unwrap_or_default();
+                    let room = Bytes::copy_from_slice(id.as_str().as_bytes());
+                    let added = now
+                        .difference(&before)
+                        .map(|t| (t.clone(), room.clone()))
+                        .collect();
+                    let gone = before.difference(&now).cloned().collect();
+                    let indexed_ok = async {
+                        backplane.index_set(&index, added).await?;
+                        backplane.index_remove(&index, gone).await
+                    };
+                    if let Err(e) = indexed_ok.await {
+                        tracing::debug!(room = id.as_str(), error = %e, "resume index not updated");
+                        indexed.remove(&id);
+                    }
                 }
                 Ok(CasOutcome::Conflict(v)) => {
                     tracing::warn!(
@@ -158,6 +230,7 @@ pub async fn write(pending: Arc<Pending>, backplane: Arc<AnyBackplane>) {
                         found = v,
                         "room stored by another relay: no longer stored from here"
                     );
+                    pending.set_version(&id, None);
                     lost.insert(id);
                 }
                 Err(e) => {
@@ -165,9 +238,9 @@ pub async fn write(pending: Arc<Pending>, backplane: Arc<AnyBackplane>) {
                     // meanwhile), and try again shortly.
                     tracing::debug!(room = id.as_str(), error = %e, "rooms not stored yet");
                     if let Ok(mut rooms) = pending.rooms.lock() {
-                        rooms.entry(id).or_insert(Some(bytes));
-                        for (id, bytes) in batch.by_ref() {
-                            rooms.entry(id).or_insert(bytes);
+                        rooms.entry(id).or_insert(Some(entry));
+                        for (id, entry) in batch.by_ref() {
+                            rooms.entry(id).or_insert(entry);
                         }
                     }
                     tokio::time::sleep(RETRY).await;

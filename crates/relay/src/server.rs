@@ -76,6 +76,17 @@ pub enum CoreEvent {
         /// The room id and invite code, or why not.
         reply: oneshot::Sender<CreatedRoom>,
     },
+    /// Whether a resume token is a session here.
+    KnowsResume(String, oneshot::Sender<bool>),
+    /// Take over a room another relay held (it is gone).
+    Import {
+        /// The room.
+        snapshot: Box<crate::core::RoomSnapshot>,
+        /// The snapshot's clock minus ours, µs.
+        offset_us: i64,
+        /// The room's id, or why not.
+        reply: oneshot::Sender<Result<lockstep_proto::message::RoomId, crate::core::ImportError>>,
+    },
     /// Tell every client to go away; reply when done.
     Shutdown {
         /// The reconnect hint.
@@ -129,6 +140,8 @@ pub struct Shared {
     pub allowed_origins: Vec<String>,
     next_conn: AtomicU64,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
+    /// Rooms of relays that are gone, taken over when their members resume here (with Redis).
+    pub takeover: std::sync::OnceLock<Arc<crate::takeover::Takeover>>,
 }
 
 impl Shared {
@@ -150,6 +163,7 @@ impl Shared {
             allowed_origins,
             next_conn: AtomicU64::new(1),
             per_ip: Mutex::new(HashMap::new()),
+            takeover: std::sync::OnceLock::new(),
         }
     }
 
@@ -316,6 +330,16 @@ fn handle(
             reply,
         } => {
             let _ = reply.send(core.create_room_via_api(owner, request, now));
+        }
+        CoreEvent::KnowsResume(token, reply) => {
+            let _ = reply.send(core.knows_resume(&token));
+        }
+        CoreEvent::Import {
+            snapshot,
+            offset_us,
+            reply,
+        } => {
+            let _ = reply.send(core.import_room(*snapshot, offset_us, now));
         }
         CoreEvent::Shutdown {
             reconnect_after_ms,

@@ -128,6 +128,10 @@ impl Inbound {
             }
             Message::Hello(hello) if !self.hello_sent => {
                 self.hello_sent = true;
+                // A member whose relay is gone: its room comes here first.
+                if let (Some(token), Some(takeover)) = (&hello.resume, self.shared.takeover.get()) {
+                    takeover.before_resume(token).await;
+                }
                 self.shared
                     .metrics
                     .message_in(lockstep_proto::MessageType::Hello);

@@ -28,6 +28,8 @@ struct State {
     records: HashMap<String, Record>,
     leases: HashMap<String, (String, Instant)>,
     directories: HashMap<String, HashMap<String, (Bytes, Instant)>>,
+    indexes: HashMap<String, HashMap<String, Bytes>>,
+    sequences: HashMap<String, u64>,
 }
 
 impl MemoryBackplane {
@@ -112,6 +114,43 @@ impl Backplane for MemoryBackplane {
     async fn remove(&self, key: &str) -> Result<(), BackplaneError> {
         self.state()?.records.remove(key);
         Ok(())
+    }
+
+    async fn next_in_sequence(&self, key: &str) -> Result<u64, BackplaneError> {
+        let mut state = self.state()?;
+        let n = state.sequences.entry(key.to_string()).or_insert(0);
+        *n += 1;
+        Ok(*n)
+    }
+
+    async fn index_set(
+        &self,
+        key: &str,
+        fields: Vec<(String, Bytes)>,
+    ) -> Result<(), BackplaneError> {
+        self.state()?
+            .indexes
+            .entry(key.to_string())
+            .or_default()
+            .extend(fields);
+        Ok(())
+    }
+
+    async fn index_remove(&self, key: &str, fields: Vec<String>) -> Result<(), BackplaneError> {
+        if let Some(index) = self.state()?.indexes.get_mut(key) {
+            for f in fields {
+                index.remove(&f);
+            }
+        }
+        Ok(())
+    }
+
+    async fn index_get(&self, key: &str, field: &str) -> Result<Option<Bytes>, BackplaneError> {
+        Ok(self
+            .state()?
+            .indexes
+            .get(key)
+            .and_then(|i| i.get(field).cloned()))
     }
 
     async fn acquire_lease(
@@ -206,6 +245,17 @@ mod tests {
         );
         assert_eq!(b.load("k").await.unwrap().map(|r| r.version), Some(2));
         assert_eq!(b.load("nothing").await.unwrap(), None);
+        b.index_set(
+            "idx",
+            vec![("t1".into(), v.clone()), ("t2".into(), v.clone())],
+        )
+        .await
+        .unwrap();
+        b.index_remove("idx", vec!["t1".into()]).await.unwrap();
+        assert_eq!(b.index_get("idx", "t1").await.unwrap(), None);
+        assert_eq!(b.index_get("idx", "t2").await.unwrap(), Some(v.clone()));
+        assert_eq!(b.next_in_sequence("seq").await.unwrap(), 1);
+        assert_eq!(b.next_in_sequence("seq").await.unwrap(), 2);
         b.remove("k").await.unwrap();
         assert_eq!(b.load("k").await.unwrap(), None);
         assert_eq!(

@@ -124,6 +124,33 @@ pub trait Backplane: Send + Sync {
     /// Removes the record at `key`, whatever its version.
     fn remove(&self, key: &str) -> impl Future<Output = Result<(), BackplaneError>> + Send;
 
+    /// The next number of the sequence at `key` (1, 2, …), never handed out twice.
+    fn next_in_sequence(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<u64, BackplaneError>> + Send;
+
+    /// Sets fields of the index at `key` (an index maps names to small values).
+    fn index_set(
+        &self,
+        key: &str,
+        fields: Vec<(String, Bytes)>,
+    ) -> impl Future<Output = Result<(), BackplaneError>> + Send;
+
+    /// Removes fields of the index at `key`.
+    fn index_remove(
+        &self,
+        key: &str,
+        fields: Vec<String>,
+    ) -> impl Future<Output = Result<(), BackplaneError>> + Send;
+
+    /// One field of the index at `key`.
+    fn index_get(
+        &self,
+        key: &str,
+        field: &str,
+    ) -> impl Future<Output = Result<Option<Bytes>, BackplaneError>> + Send;
+
     /// Takes the lease at `key` for `holder` for `ttl`, or renews it if `holder` has it;
     /// false while someone else holds it.
     fn acquire_lease(
@@ -228,6 +255,38 @@ impl Backplane for AnyBackplane {
         match self {
             AnyBackplane::Memory(b) => b.remove(key).await,
             AnyBackplane::Redis(b) => b.remove(key).await,
+        }
+    }
+
+    async fn next_in_sequence(&self, key: &str) -> Result<u64, BackplaneError> {
+        match self {
+            AnyBackplane::Memory(b) => b.next_in_sequence(key).await,
+            AnyBackplane::Redis(b) => b.next_in_sequence(key).await,
+        }
+    }
+
+    async fn index_set(
+        &self,
+        key: &str,
+        fields: Vec<(String, Bytes)>,
+    ) -> Result<(), BackplaneError> {
+        match self {
+            AnyBackplane::Memory(b) => b.index_set(key, fields).await,
+            AnyBackplane::Redis(b) => b.index_set(key, fields).await,
+        }
+    }
+
+    async fn index_remove(&self, key: &str, fields: Vec<String>) -> Result<(), BackplaneError> {
+        match self {
+            AnyBackplane::Memory(b) => b.index_remove(key, fields).await,
+            AnyBackplane::Redis(b) => b.index_remove(key, fields).await,
+        }
+    }
+
+    async fn index_get(&self, key: &str, field: &str) -> Result<Option<Bytes>, BackplaneError> {
+        match self {
+            AnyBackplane::Memory(b) => b.index_get(key, field).await,
+            AnyBackplane::Redis(b) => b.index_get(key, field).await,
         }
     }
 

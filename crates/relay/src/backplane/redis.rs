@@ -274,6 +274,41 @@ impl Backplane for RedisBackplane {
             .map(|_| ())
     }
 
+    async fn next_in_sequence(&self, key: &str) -> Result<u64, BackplaneError> {
+        self.run::<u64>(redis::cmd("INCR").arg(key)).await
+    }
+
+    async fn index_set(
+        &self,
+        key: &str,
+        fields: Vec<(String, Bytes)>,
+    ) -> Result<(), BackplaneError> {
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(key);
+        for (f, v) in &fields {
+            cmd.arg(f).arg(v.as_ref());
+        }
+        self.run::<i64>(&cmd).await.map(|_| ())
+    }
+
+    async fn index_remove(&self, key: &str, fields: Vec<String>) -> Result<(), BackplaneError> {
+        if fields.is_empty() {
+            return Ok(());
+        }
+        self.run::<i64>(redis::cmd("HDEL").arg(key).arg(fields))
+            .await
+            .map(|_| ())
+    }
+
+    async fn index_get(&self, key: &str, field: &str) -> Result<Option<Bytes>, BackplaneError> {
+        self.run::<Option<Vec<u8>>>(redis::cmd("HGET").arg(key).arg(field))
+            .await
+            .map(|v| v.map(Bytes::from))
+    }
+
     async fn acquire_lease(
         &self,
         key: &str,

@@ -1,8 +1,8 @@
 //! This relay's place among relays: its id, the backplane it shares with the others, the
 //! directory of relays alive, and each peer's clock.
 //!
-//! Once a second the relay
-//! - lists itself in the directory (`lockstep:relays`, lapsing after 3 s unless renewed) with
+//! Twice a second the relay
+//! - lists itself in the directory (`lockstep:relays`, lapsing after 1.5 s unless renewed) with
 //!   the URLs and certificate hashes clients reach it by, and learns who else is listed;
 //! - sends itself an echo through the backplane: the whole pub/sub path works (not only a
 //!   ping to Redis), the subscription came back after a reconnect, and the round trip is
@@ -31,9 +31,10 @@ use peer_clock::{ClockEstimate, PeerClock};
 use wire::{PeerMessage, RelayInfo};
 
 /// How often the relay registers, echoes and probes.
-const TICK: Duration = Duration::from_secs(1);
-/// A relay that has not renewed its listing for this long is gone.
-pub const LISTING_TTL: Duration = Duration::from_secs(3);
+const TICK: Duration = Duration::from_millis(500);
+/// A relay that has not renewed its listing for this long is gone: its rooms may be taken
+/// over (within 2 s of its death with the 500 ms renewal).
+pub const LISTING_TTL: Duration = Duration::from_millis(1_500);
 /// The prefix of every key and channel lockstep uses in Redis.
 pub const NAMESPACE: &str = "lockstep";
 
@@ -58,7 +59,13 @@ impl std::fmt::Debug for Cluster {
 struct State {
     echo: Option<Echo>,
     peers: HashMap<String, Peer>,
+    /// Clocks of relays no longer listed: a room taken over from one of them needs its times
+    /// shifted by the last offset measured to it.
+    departed: HashMap<String, PeerClock>,
 }
+
+/// Clocks of departed relays kept.
+const DEPARTED_KEPT: usize = 64;
 
 #[derive(Debug, Clone, Copy)]
 struct Echo {
@@ -145,12 +152,11 @@ impl Cluster {
 
     /// The clock estimate for relay `id`.
     pub fn peer_clock(&self, id: &str) -> Option<ClockEstimate> {
-        self.state
-            .lock()
-            .ok()?
-            .peers
-            .get(id)
-            .and_then(|p| p.clock.estimate())
+        let state = self.state.lock().ok()?;
+        match state.peers.get(id) {
+            Some(p) => p.clock.estimate(),
+            None => state.departed.get(id).and_then(PeerClock::estimate),
+        }
     }
 
     /// What `/health` says about the cluster.
@@ -212,7 +218,22 @@ impl Cluster {
             .filter(|(id, _)| *id != self.relay_id)
             .filter_map(|(id, v)| RelayInfo::decode(&v).map(|info| (id, info)))
             .collect();
-        state.peers.retain(|id, _| alive.contains_key(id));
+        let gone: Vec<String> = state
+            .peers
+            .keys()
+            .filter(|id| !alive.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            if let Some(peer) = state.peers.remove(&id) {
+                if state.departed.len() >= DEPARTED_KEPT
+                    && let Some(any) = state.departed.keys().next().cloned()
+                {
+                    state.departed.remove(&any);
+                }
+                state.departed.insert(id, peer.clock);
+            }
+        }
         for (id, info) in alive {
             state
                 .peers

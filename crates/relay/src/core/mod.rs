@@ -67,7 +67,14 @@ pub struct CoreConfig {
     pub chat_rate: (f64, f64),
     /// Protocol features the relay supports.
     pub features: Vec<String>,
+    /// The member ids this relay hands out: `MEMBER_ID_BLOCK` of them from `block × block size`
+    /// (block 0 starts at 1). Relays sharing rooms take different blocks, so a member id
+    /// means the same member on every relay.
+    pub member_id_block: u32,
 }
+
+/// Member ids per block (see `CoreConfig::member_id_block`): 4,096 blocks of 2^20.
+pub const MEMBER_ID_BLOCK: u32 = 1 << 20;
 
 impl Default for CoreConfig {
     fn default() -> Self {
@@ -84,6 +91,7 @@ impl Default for CoreConfig {
             ping_interval_ms: 1_000,
             chat_rate: (0.5, 5.0),
             features: Vec::new(),
+            member_id_block: 0,
         }
     }
 }
@@ -182,7 +190,7 @@ impl RelayCore {
             room_timers: BTreeSet::new(),
             room_scheduled: HashMap::new(),
             member_expiry: BTreeSet::new(),
-            next_member: 1,
+            next_member: 0,
             outputs: VecDeque::new(),
             metrics,
             shutting_down: false,
@@ -215,6 +223,27 @@ impl RelayCore {
             .collect();
         rooms.sort_by(|a, b| a.id.cmp(&b.id));
         rooms
+    }
+
+    /// A member id from this relay's block not in use here (ids wrap within the block).
+    fn next_member_id(&mut self) -> MemberId {
+        let base = (self.config.member_id_block % (u32::MAX / MEMBER_ID_BLOCK))
+            .saturating_mul(MEMBER_ID_BLOCK);
+        for _ in 0..MEMBER_ID_BLOCK {
+            let offset = self.next_member % MEMBER_ID_BLOCK;
+            self.next_member = self.next_member.wrapping_add(1);
+            let id = base + offset;
+            if id != 0 && !self.members.contains_key(&id) {
+                return id;
+            }
+        }
+        // A block's worth of sessions at once: reuse is the lesser evil than a panic.
+        base.max(1)
+    }
+
+    /// Whether `token` resumes a session here.
+    pub fn knows_resume(&self, token: &str) -> bool {
+        self.resume.contains_key(token)
     }
 
     /// One room by id, for `GET /api/rooms/{id}` (public rooms only).
@@ -320,8 +349,7 @@ impl RelayCore {
                 (id, true)
             }
             None => {
-                let id = self.next_member;
-                self.next_member = self.next_member.wrapping_add(1).max(1);
+                let id = self.next_member_id();
                 let name = identity
                     .name
                     .clone()

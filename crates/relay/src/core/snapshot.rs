@@ -152,7 +152,6 @@ impl RelayCore {
             members.insert(s.id);
             self.resume.insert(s.resume_token.clone(), s.id);
             self.member_expiry.insert((expires, s.id));
-            self.next_member = self.next_member.max(s.id.wrapping_add(1)).max(1);
             self.members.insert(
                 s.id,
                 MemberRecord {

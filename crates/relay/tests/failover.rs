@@ -1,0 +1,221 @@
+//! A room outlives its relay: two relay processes on a real `redis-server`, the room's home is
+//! killed with SIGKILL, and its members resume on the survivor with their resume tokens:
+//! same member ids, same roles, the timeline where it was, and commands work again.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lockstep_proto::Message;
+use lockstep_proto::message::{
+    CreateRoom, JoinRoom, Pause, Play, PolicyMode, Ready, Role, SetRole,
+};
+use support::Client;
+use support::redis::RedisServer;
+
+/// A relay process on free loopback ports, killed (SIGKILL) when dropped.
+struct RelayProcess {
+    child: Child,
+    http: SocketAddr,
+}
+
+impl RelayProcess {
+    fn start(redis: &str) -> RelayProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lockstep"))
+            .args([
+                "--http",
+                "127.0.0.1:0",
+                "--webtransport",
+                "127.0.0.1:0",
+                "--redis",
+                redis,
+                // The test reconnects from one address many times.
+                "--connections-per-ip",
+                "1000",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the relay binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.split("open http://").nth(1) {
+                    let _ = tx.send(url.trim_end_matches('/').to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the relay says where it listens");
+        RelayProcess {
+            child,
+            http: addr.parse().expect("host:port"),
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn health(addr: SocketAddr) -> serde_json::Value {
+    let (_, body) = support::http_get(addr, "/health").await;
+    serde_json::from_str(&body).unwrap_or_default()
+}
+
+fn room_state(m: &Message) -> Option<&lockstep_proto::message::RoomState> {
+    match m {
+        Message::RoomState(s) => Some(s),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_room_survives_the_sigkill_of_its_relay() {
+    let redis = RedisServer::start();
+    let mut home = RelayProcess::start(&redis.url());
+    let survivor = RelayProcess::start(&redis.url());
+    // The survivor knows the home and its clock before the home dies.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = health(survivor.http).await;
+        if h["peers"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["offset_us"].is_number()))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the relays never met: {h}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // On the home: Ada hosts, Grace is a co-host, the film plays.
+    let mut ada = Client::websocket_at(home.http, false).await;
+    let ada_welcome = ada.hello("Ada").await;
+    ada.send(CreateRoom {
+        req: Some(1),
+        name: "Survivors".into(),
+        password: None,
+        media: None,
+        mode: PolicyMode::Host,
+        options: None,
+    })
+    .await;
+    let created = ada.expect(|m| room_state(m).is_some()).await;
+    let room = room_state(&created).unwrap().room.clone();
+    let mut grace = Client::websocket_at(home.http, false).await;
+    let grace_welcome = grace.hello("Grace").await;
+    grace
+        .send(JoinRoom {
+            req: Some(1),
+            room: room.id.as_str().into(),
+            password: None,
+        })
+        .await;
+    grace.expect(|m| room_state(m).is_some()).await;
+    for c in [&ada, &grace] {
+        c.send(Ready {
+            req: None,
+            ready: true,
+            wait_for_me: true,
+        })
+        .await;
+    }
+    ada.send(SetRole {
+        req: None,
+        member: grace_welcome.you,
+        role: Role::Cohost,
+    })
+    .await;
+    ada.send(Play { req: Some(2) }).await;
+    let Message::StateUpdate(playing) = grace
+        .expect(|m| matches!(m, Message::StateUpdate(u) if !u.timeline.paused))
+        .await
+    else {
+        unreachable!()
+    };
+    // Stored by now (each change is written within a Redis round trip); give it a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    home.kill();
+    let killed = Instant::now();
+    drop((ada, grace));
+
+    // Ada comes back through the survivor with her token. Until the dead relay's listing
+    // lapses (1.5 s) the survivor will not take its rooms: she gets a fresh session and tries
+    // again, as a client with backoff would.
+    let (ada, state) = loop {
+        assert!(
+            killed.elapsed() < Duration::from_secs(15),
+            "never taken over"
+        );
+        let mut c = Client::websocket_at(survivor.http, false).await;
+        let w = c
+            .hello_with("Ada", None, Some(ada_welcome.resume_token.clone()))
+            .await
+            .expect("welcome");
+        if w.resumed {
+            assert_eq!(w.you, ada_welcome.you, "the same member");
+            let s = c.expect(|m| room_state(m).is_some()).await;
+            break (c, room_state(&s).unwrap().clone());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "room taken over and Ada resumed {:?} after the SIGKILL",
+        killed.elapsed()
+    );
+    assert_eq!(state.room.id, room.id);
+    assert_eq!(state.room.host, Some(ada_welcome.you), "still the host");
+    assert!(!state.timeline.paused, "still playing");
+    assert_eq!(
+        state.timeline.seq, playing.timeline.seq,
+        "the same timeline"
+    );
+    assert_eq!(state.timeline.position, playing.timeline.position);
+    // Both relays read this host's clock: the shift is their anchoring difference, tiny.
+    let shift = state
+        .timeline
+        .at
+        .as_micros()
+        .abs_diff(playing.timeline.at.as_micros());
+    assert!(shift < 20_000, "timeline moved by {shift} µs");
+
+    // Grace, too: still a co-host.
+    let mut grace = Client::websocket_at(survivor.http, false).await;
+    let w = grace
+        .hello_with("Grace", None, Some(grace_welcome.resume_token.clone()))
+        .await
+        .expect("welcome");
+    assert!(w.resumed && w.you == grace_welcome.you);
+    let s = grace.expect(|m| room_state(m).is_some()).await;
+    let me = room_state(&s)
+        .unwrap()
+        .members
+        .iter()
+        .find(|m| m.id == grace_welcome.you)
+        .cloned()
+        .unwrap();
+    assert_eq!(me.role, Role::Cohost);
+
+    // The room works on its new relay: Ada pauses, Grace follows.
+    ada.send(Pause { req: Some(3) }).await;
+    grace
+        .expect(|m| matches!(m, Message::StateUpdate(u) if u.timeline.paused && u.timeline.seq > playing.timeline.seq))
+        .await;
+}
