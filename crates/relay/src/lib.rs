@@ -351,6 +351,8 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
             tasks.push(tokio::spawn(persist::write(
                 pending.clone(),
                 backplane.clone(),
+                member_id_block,
+                shared.core.clone(),
             )));
             Some(pending)
         }

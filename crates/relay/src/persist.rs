@@ -4,7 +4,10 @@
 //! that differs from the last one stored goes to [`Pending`] (the newest per room replaces an
 //! older one not yet written, so nothing queues without bound), and the writer task stores it
 //! with compare-and-set under `lockstep:room:{id}` as `{home, version, snapshot}`. A
-//! conflict means another relay wrote the room (it took it over): this relay stops storing it.
+//! conflict means another relay wrote the room (it took it over while this one was cut off
+//! from Redis): this relay lets the room go and tells its members here to come back, so
+//! they resume where the room is. A record gone altogether means Redis lost its data: every
+//! room is stored again.
 //! Members' last reported positions are left out: they change every second and come back
 //! with the members' next `stats`.
 //!
@@ -72,6 +75,8 @@ pub struct Pending {
     rooms: Mutex<BTreeMap<RoomId, Option<Entry>>>,
     notify: Notify,
     versions: Mutex<HashMap<RoomId, u64>>,
+    /// Redis lost what was stored (it restarted without its data): store every room again.
+    resync: std::sync::atomic::AtomicBool,
 }
 
 impl Pending {
@@ -114,8 +119,16 @@ impl Snapshotter {
         }
     }
 
-    /// Looks at the rooms the core touched; hands on those that changed.
+    /// Looks at the rooms the core touched; hands on those that changed (every room is
+    /// touched at least once a second by its heartbeat, so a resync reaches all of them).
     pub fn after_pass(&mut self, core: &mut RelayCore) {
+        if self
+            .pending
+            .resync
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.last.clear();
+        }
         let touched = core.take_touched_rooms();
         if touched.is_empty() {
             return;
@@ -166,15 +179,38 @@ impl Snapshotter {
 }
 
 /// Writes what is pending, newest first per room, until the relay stops; keeps the resume
-/// index in step.
-pub async fn write(pending: Arc<Pending>, backplane: Arc<AnyBackplane>) {
+/// index in step. `member_id_block` is re-asserted if Redis lost its data.
+pub async fn write(
+    pending: Arc<Pending>,
+    backplane: Arc<AnyBackplane>,
+    member_id_block: u32,
+    core: tokio::sync::mpsc::Sender<crate::server::CoreEvent>,
+) {
     // Rooms another relay wrote since: left alone.
     let mut lost: HashSet<RoomId> = HashSet::new();
     // The tokens indexed per room, to remove those of members who left.
     let mut indexed: HashMap<RoomId, HashSet<String>> = HashMap::new();
     let index = resume_index();
+    // After Redis comes back, every room is stored again: if Redis lost its data, that is
+    // how it is noticed (the records are gone); if not, it costs one write per room.
+    let mut watch = tokio::time::interval(RETRY);
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut disconnects = backplane.health().disconnects;
+    let mut resync_due = false;
     loop {
-        pending.notify.notified().await;
+        tokio::select! {
+            () = pending.notify.notified() => {}
+            _ = watch.tick() => {
+                let health = backplane.health();
+                resync_due |= health.disconnects != disconnects;
+                disconnects = health.disconnects;
+                if resync_due && health.connected {
+                    resync_due = false;
+                    pending.resync.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                continue;
+            }
+        }
         let batch = match pending.rooms.lock() {
             Ok(mut rooms) => std::mem::take(&mut *rooms),
             Err(_) => return,
@@ -223,15 +259,41 @@ pub async fn write(pending: Arc<Pending>, backplane: Arc<AnyBackplane>) {
                         indexed.remove(&id);
                     }
                 }
+                Ok(CasOutcome::Conflict(0)) => {
+                    // The record is gone but nobody claimed the room (a claim writes a newer
+                    // version): Redis lost its data. Store everything again, index every token
+                    // again, and keep the member-id sequence past this relay's block.
+                    tracing::warn!(
+                        room = id.as_str(),
+                        "stored room missing: Redis lost its data; storing every room again"
+                    );
+                    pending.set_version(&id, None);
+                    indexed.clear();
+                    pending
+                        .resync
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    let key = format!("{NAMESPACE}:member-id-blocks");
+                    if let Err(e) = backplane
+                        .raise_sequence(&key, u64::from(member_id_block))
+                        .await
+                    {
+                        tracing::debug!(error = %e, "member-id sequence not raised");
+                    }
+                    if let Ok(mut rooms) = pending.rooms.lock() {
+                        rooms.entry(id).or_insert(Some(entry));
+                    }
+                    pending.notify.notify_one();
+                }
                 Ok(CasOutcome::Conflict(v)) => {
                     tracing::warn!(
                         room = id.as_str(),
                         expected,
                         found = v,
-                        "room stored by another relay: no longer stored from here"
+                        "another relay took the room: its members here are sent there"
                     );
                     pending.set_version(&id, None);
-                    lost.insert(id);
+                    lost.insert(id.clone());
+                    let _ = core.send(crate::server::CoreEvent::Evict(id)).await;
                 }
                 Err(e) => {
                     // Redis away: keep this and the rest for later (unless newer ones came

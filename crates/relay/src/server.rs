@@ -78,6 +78,8 @@ pub enum CoreEvent {
     },
     /// Whether a resume token is a session here.
     KnowsResume(String, oneshot::Sender<bool>),
+    /// Another relay holds this room now: let it go.
+    Evict(lockstep_proto::message::RoomId),
     /// Take over a room another relay held (it is gone).
     Import {
         /// The room.
@@ -331,6 +333,7 @@ fn handle(
         } => {
             let _ = reply.send(core.create_room_via_api(owner, request, now));
         }
+        CoreEvent::Evict(room) => core.evict_room(&room),
         CoreEvent::KnowsResume(token, reply) => {
             let _ = reply.send(core.knows_resume(&token));
         }

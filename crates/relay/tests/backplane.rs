@@ -403,3 +403,104 @@ async fn rooms_are_stored_in_redis_as_they_change() {
     })
     .await;
 }
+
+/// A relay with Redis and Ada in a fresh room there; her welcome and the room.
+async fn relay_with_a_room(
+    redis: &RedisServer,
+) -> (
+    lockstep_relay::Relay,
+    Client,
+    lockstep_proto::message::Welcome,
+    lockstep_proto::message::RoomId,
+) {
+    let url = redis.url();
+    let relay = support::relay(|c| c.redis = Some(url)).await;
+    let mut ada = Client::websocket(&relay, false).await;
+    let welcome = ada.hello("Ada").await;
+    ada.send(CreateRoom {
+        req: Some(1),
+        name: "Kept".into(),
+        password: None,
+        media: None,
+        mode: PolicyMode::Host,
+        options: None,
+    })
+    .await;
+    let Message::RoomState(state) = ada.expect(|m| matches!(m, Message::RoomState(_))).await else {
+        unreachable!()
+    };
+    (relay, ada, welcome, state.room.id)
+}
+
+#[tokio::test]
+async fn rooms_are_stored_again_when_redis_comes_back_without_its_data() {
+    let mut redis = RedisServer::start();
+    let (_relay, _ada, welcome, room) = relay_with_a_room(&redis).await;
+    let key = lockstep_relay::persist::room_key(&room);
+    let (reader, _) = backplane(&redis);
+    eventually("stored and indexed", Duration::from_secs(3), || async {
+        stored_and_indexed(&reader, &key, &welcome.resume_token).await
+    })
+    .await;
+    // Redis restarts empty (this one keeps nothing on disk).
+    redis.restart();
+    let (reader, _) = backplane(&redis);
+    eventually("stored again", Duration::from_secs(10), || async {
+        stored_and_indexed(&reader, &key, &welcome.resume_token).await
+    })
+    .await;
+}
+
+/// Whether the room is stored at `key` and `token` finds it in the resume index.
+async fn stored_and_indexed(reader: &RedisBackplane, key: &str, token: &str) -> bool {
+    let index = lockstep_relay::persist::resume_index();
+    reader.load(key).await.ok().flatten().is_some()
+        && reader
+            .index_get(&index, token)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+}
+
+#[tokio::test]
+async fn a_relay_whose_room_was_taken_sends_its_members_there() {
+    let redis = RedisServer::start();
+    let (_relay, mut ada, _, room) = relay_with_a_room(&redis).await;
+    let key = lockstep_relay::persist::room_key(&room);
+    let (other, _) = backplane(&redis);
+    eventually("stored", Duration::from_secs(3), || async {
+        other.load(&key).await.ok().flatten().is_some()
+    })
+    .await;
+    // Another relay claims the room (as it would after this one was cut off from Redis).
+    let record = other.load(&key).await.unwrap().unwrap();
+    let mut stored = lockstep_relay::persist::StoredRoom::decode(&record.value).unwrap();
+    stored.home = "another-relay".into();
+    assert_eq!(
+        other
+            .compare_and_set(&key, record.version, Bytes::from(stored.encode()))
+            .await
+            .unwrap(),
+        CasOutcome::Written(record.version + 1)
+    );
+    // The next change here finds the room taken: Ada is told to go and resume elsewhere.
+    ada.send(lockstep_proto::message::Ready {
+        req: None,
+        ready: true,
+        wait_for_me: true,
+    })
+    .await;
+    let gone = ada.expect(|m| matches!(m, Message::GoingAway(_))).await;
+    let Message::GoingAway(g) = gone else {
+        unreachable!()
+    };
+    assert_eq!(g.room, Some(room.clone()));
+    assert_eq!(g.reconnect_after_ms, 0);
+    ada.expect_closed().await;
+    // The record is the other relay's still: nothing was removed or overwritten.
+    let after = other.load(&key).await.unwrap().unwrap();
+    assert_eq!(after.version, record.version + 1);
+    let after = lockstep_relay::persist::StoredRoom::decode(&after.value).unwrap();
+    assert_eq!(after.home, "another-relay");
+}

@@ -62,6 +62,7 @@ impl Backplane for MemoryBackplane {
             connected: true,
             error: None,
             since_secs: self.started.elapsed().as_secs(),
+            disconnects: 0,
         }
     }
 
@@ -121,6 +122,13 @@ impl Backplane for MemoryBackplane {
         let n = state.sequences.entry(key.to_string()).or_insert(0);
         *n += 1;
         Ok(*n)
+    }
+
+    async fn raise_sequence(&self, key: &str, at_least: u64) -> Result<(), BackplaneError> {
+        let mut state = self.state()?;
+        let n = state.sequences.entry(key.to_string()).or_insert(0);
+        *n = (*n).max(at_least);
+        Ok(())
     }
 
     async fn index_set(
@@ -256,6 +264,9 @@ mod tests {
         assert_eq!(b.index_get("idx", "t2").await.unwrap(), Some(v.clone()));
         assert_eq!(b.next_in_sequence("seq").await.unwrap(), 1);
         assert_eq!(b.next_in_sequence("seq").await.unwrap(), 2);
+        b.raise_sequence("seq", 10).await.unwrap();
+        b.raise_sequence("seq", 5).await.unwrap();
+        assert_eq!(b.next_in_sequence("seq").await.unwrap(), 11);
         b.remove("k").await.unwrap();
         assert_eq!(b.load("k").await.unwrap(), None);
         assert_eq!(

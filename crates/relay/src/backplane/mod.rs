@@ -71,6 +71,9 @@ pub struct BackplaneHealth {
     pub error: Option<String>,
     /// Seconds since `connected` last changed.
     pub since_secs: u64,
+    /// Times the connection was lost since the start (a change means Redis may have restarted
+    /// in between, however briefly).
+    pub disconnects: u64,
 }
 
 /// Why a backplane operation failed.
@@ -129,6 +132,14 @@ pub trait Backplane: Send + Sync {
         &self,
         key: &str,
     ) -> impl Future<Output = Result<u64, BackplaneError>> + Send;
+
+    /// Makes sure the sequence at `key` hands out only numbers above `at_least` (after Redis
+    /// lost its data, the relays re-assert what they hold).
+    fn raise_sequence(
+        &self,
+        key: &str,
+        at_least: u64,
+    ) -> impl Future<Output = Result<(), BackplaneError>> + Send;
 
     /// Sets fields of the index at `key` (an index maps names to small values).
     fn index_set(
@@ -262,6 +273,13 @@ impl Backplane for AnyBackplane {
         match self {
             AnyBackplane::Memory(b) => b.next_in_sequence(key).await,
             AnyBackplane::Redis(b) => b.next_in_sequence(key).await,
+        }
+    }
+
+    async fn raise_sequence(&self, key: &str, at_least: u64) -> Result<(), BackplaneError> {
+        match self {
+            AnyBackplane::Memory(b) => b.raise_sequence(key, at_least).await,
+            AnyBackplane::Redis(b) => b.raise_sequence(key, at_least).await,
         }
     }
 

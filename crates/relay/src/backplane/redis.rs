@@ -82,6 +82,15 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('HGETALL', KEYS[2])
 ";
 
+/// `KEYS[1]`: a sequence; `ARGV[1]`: the least value it must have.
+const RAISE_SCRIPT: &str = r"
+local current = tonumber(redis.call('GET', KEYS[1])) or 0
+if current < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 0
+";
+
 /// The Redis backplane.
 pub struct RedisBackplane {
     manager: ConnectionManager,
@@ -92,6 +101,7 @@ pub struct RedisBackplane {
     lease: Script,
     release: Script,
     register: Script,
+    raise: Script,
 }
 
 impl std::fmt::Debug for RedisBackplane {
@@ -107,12 +117,16 @@ struct Reachability {
     connected: bool,
     error: Option<String>,
     since: Instant,
+    disconnects: u64,
 }
 
 impl Reachability {
     fn set(&mut self, connected: bool, error: Option<String>) {
         if connected != self.connected {
             self.since = Instant::now();
+            if !connected {
+                self.disconnects += 1;
+            }
         }
         self.connected = connected;
         self.error = if connected { None } else { error };
@@ -138,6 +152,7 @@ impl RedisBackplane {
             connected: false,
             error: Some("not connected yet".into()),
             since: Instant::now(),
+            disconnects: 0,
         }));
         let dropped = Arc::new(AtomicU64::new(0));
         let pushes = {
@@ -166,6 +181,7 @@ impl RedisBackplane {
             lease: Script::new(LEASE_SCRIPT),
             release: Script::new(RELEASE_SCRIPT),
             register: Script::new(REGISTER_SCRIPT),
+            raise: Script::new(RAISE_SCRIPT),
         })
     }
 
@@ -202,15 +218,21 @@ impl Drop for RedisBackplane {
 
 impl Backplane for RedisBackplane {
     fn health(&self) -> BackplaneHealth {
-        let (connected, error, since) = match self.health.lock() {
-            Ok(h) => (h.connected, h.error.clone(), h.since),
-            Err(_) => (false, Some("health state poisoned".into()), Instant::now()),
+        let (connected, error, since, disconnects) = match self.health.lock() {
+            Ok(h) => (h.connected, h.error.clone(), h.since, h.disconnects),
+            Err(_) => (
+                false,
+                Some("health state poisoned".into()),
+                Instant::now(),
+                0,
+            ),
         };
         BackplaneHealth {
             kind: "redis",
             connected,
             error,
             since_secs: since.elapsed().as_secs(),
+            disconnects,
         }
     }
 
@@ -276,6 +298,17 @@ impl Backplane for RedisBackplane {
 
     async fn next_in_sequence(&self, key: &str) -> Result<u64, BackplaneError> {
         self.run::<u64>(redis::cmd("INCR").arg(key)).await
+    }
+
+    async fn raise_sequence(&self, key: &str, at_least: u64) -> Result<(), BackplaneError> {
+        let mut conn = self.manager.clone();
+        let result = self
+            .raise
+            .key(key)
+            .arg(at_least)
+            .invoke_async::<i64>(&mut conn)
+            .await;
+        self.note(result).map(|_| ())
     }
 
     async fn index_set(

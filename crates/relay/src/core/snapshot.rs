@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use lockstep_consensus::{ControlSnapshot, RoomControl, SnapshotError};
-use lockstep_proto::message::{Media, MemberId, RoomId, TimelineReason, Transport};
+use lockstep_proto::message::{GoingAway, Media, MemberId, RoomId, TimelineReason, Transport};
 use lockstep_proto::{ServerTime, Timeline};
 use serde::{Deserialize, Serialize};
 
@@ -205,6 +205,42 @@ impl RelayCore {
         self.update_gauges();
         self.reschedule(&id);
         Ok(id)
+    }
+}
+
+impl RelayCore {
+    /// Another relay holds the room now (it took it over while this one was cut off): the
+    /// room and its members' sessions leave this relay, and each connected member is told
+    /// to come back at once, to resume on a relay that has the room. Not a removal: nothing
+    /// is deleted from the backplane.
+    pub fn evict_room(&mut self, id: &RoomId) {
+        let Some(room) = self.rooms.remove(id) else {
+            return;
+        };
+        self.invites.remove(&room.invite);
+        self.unschedule(id);
+        for m in &room.members {
+            let Some(record) = self.members.remove(m) else {
+                continue;
+            };
+            self.resume.remove(&record.resume_token);
+            if let Some(expires) = record.expires {
+                self.member_expiry.remove(&(expires, *m));
+            }
+            if let Some(conn) = record.conn {
+                self.send(
+                    conn,
+                    GoingAway {
+                        reason: "the room moved to another relay".into(),
+                        reconnect_after_ms: 0,
+                        room: Some(id.clone()),
+                    }
+                    .into(),
+                );
+                self.close(conn, "room moved to another relay");
+            }
+        }
+        self.update_gauges();
     }
 }
 
