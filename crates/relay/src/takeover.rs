@@ -14,9 +14,12 @@ use lockstep_proto::message::RoomId;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backplane::{AnyBackplane, Backplane, CasOutcome};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, LISTING_TTL};
 use crate::persist::{Pending, StoredRoom, resume_index, room_key};
 use crate::server::CoreEvent;
+
+/// How often a relay that may have died is checked while a member waits.
+const RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What a takeover needs.
 #[derive(Debug)]
@@ -85,10 +88,20 @@ impl Takeover {
                 .members
                 .iter()
                 .any(|m| m.resume_token == token)
-            || self.cluster.peers().iter().any(|p| p.id == stored.home)
         {
-            // Ours already, not the member's room any more, or its relay is alive.
+            // Ours already, or not the member's room any more.
             return Ok(None);
+        }
+        // A member usually comes here because its relay just died, before the relay's listing
+        // lapsed: wait for that (the listing lapses, then this relay's next renewal round
+        // notices it) rather than give the member a fresh session and lose its room.
+        let deadline = tokio::time::Instant::now() + 2 * LISTING_TTL;
+        while self.cluster.peers().iter().any(|p| p.id == stored.home) {
+            if tokio::time::Instant::now() >= deadline {
+                // Its relay is alive: the room is there, not here.
+                return Ok(None);
+            }
+            tokio::time::sleep(RECHECK).await;
         }
         let offset_us = self
             .cluster
