@@ -1,5 +1,7 @@
 //! The connection to a relay: WebTransport when it works, WebSocket otherwise, and back again
-//! after a drop with the resume token.
+//! after a drop with the resume token — to the same relay, or when it cannot be reached, to
+//! one of the other relays it listed in `/api/config` (relays sharing rooms through Redis: the
+//! resume token finds the room there).
 //!
 //! Owns the transports and reconnection, nothing of the room: it hands every message to the
 //! caller and sends what the caller gives it (datagram-class messages as datagrams on
@@ -140,9 +142,25 @@ async fn manage(
     events: mpsc::Sender<ConnectionEvent>,
 ) {
     let mut resume: Option<String> = None;
+    // The other relays sharing this one's rooms, as it last listed them: where to go when it
+    // cannot be reached (its rooms move there, and the resume token finds them).
+    let mut alternates: Vec<Endpoints> = Vec::new();
     let mut backoff = Duration::from_millis(250);
     loop {
-        match session(&options, &mut resume, &mut out, &events).await {
+        let mut welcomed = false;
+        let ended = session(
+            &options,
+            &mut resume,
+            &mut alternates,
+            &mut welcomed,
+            &mut out,
+            &events,
+        )
+        .await;
+        if welcomed {
+            backoff = Duration::from_millis(250);
+        }
+        match ended {
             Ok(()) => return,
             Err(Fatal(reason)) => {
                 let _ = events.send(ConnectionEvent::Refused { reason }).await;
@@ -174,10 +192,12 @@ use Ending::{Fatal, Retry};
 async fn session(
     options: &ConnectOptions,
     resume: &mut Option<String>,
+    alternates: &mut Vec<Endpoints>,
+    welcomed: &mut bool,
     out: &mut mpsc::Receiver<Message>,
     events: &mpsc::Sender<ConnectionEvent>,
 ) -> Result<(), Ending> {
-    let mut link = connect(options).await.map_err(Retry)?;
+    let mut link = connect(options, alternates).await.map_err(Retry)?;
     link.tx
         .send(
             Hello {
@@ -217,6 +237,7 @@ async fn session(
         }
     };
     *resume = Some(welcome.resume_token.clone());
+    *welcomed = true;
     events
         .send(ConnectionEvent::Connected {
             transport: link.transport,
@@ -247,47 +268,88 @@ async fn session(
     }
 }
 
+/// Where one relay is reached.
+#[derive(Debug, Clone, Default)]
 struct Endpoints {
     webtransport: Option<String>,
     websocket: Option<String>,
     hashes: Vec<[u8; 32]>,
 }
 
-async fn endpoints(options: &ConnectOptions) -> Endpoints {
+impl Endpoints {
+    /// Adds what a relay's `/api/config` (or one entry of its `relays`) says, keeping what
+    /// the options set.
+    fn add(&mut self, config: &serde_json::Value) {
+        if self.webtransport.is_none() {
+            self.webtransport = config["webtransport"]["url"].as_str().map(String::from);
+        }
+        if self.websocket.is_none() {
+            self.websocket = config["websocket"]["url"].as_str().map(String::from);
+        }
+        if let Some(hashes) = config["webtransport"]["certificate_hashes"].as_array() {
+            for h in hashes {
+                let bytes = h["value"]
+                    .as_str()
+                    .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok());
+                if let Some(b) = bytes {
+                    self.hashes.push(b);
+                }
+            }
+        }
+    }
+}
+
+/// The relay's endpoints, and the other relays it lists (empty when it cannot be read).
+async fn endpoints(options: &ConnectOptions) -> (Endpoints, Vec<Endpoints>) {
     let mut e = Endpoints {
         webtransport: options.webtransport_url.clone(),
         websocket: options.websocket_url.clone(),
         hashes: options.certificate_hashes.clone(),
     };
+    let mut others = Vec::new();
     if let Some(relay) = &options.relay {
         match fetch_config(relay).await {
             Ok(config) => {
-                if e.webtransport.is_none() {
-                    e.webtransport = config["webtransport"]["url"].as_str().map(String::from);
-                }
-                if e.websocket.is_none() {
-                    e.websocket = config["websocket"]["url"].as_str().map(String::from);
-                }
-                if let Some(hashes) = config["webtransport"]["certificate_hashes"].as_array() {
-                    for h in hashes {
-                        let bytes = h["value"]
-                            .as_str()
-                            .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
-                            .and_then(|b| <[u8; 32]>::try_from(b).ok());
-                        if let Some(b) = bytes {
-                            e.hashes.push(b);
-                        }
-                    }
+                e.add(&config);
+                for r in config["relays"].as_array().into_iter().flatten() {
+                    let mut other = Endpoints::default();
+                    other.add(r);
+                    others.push(other);
                 }
             }
             Err(err) => tracing::warn!(%relay, error = %err, "cannot read the relay's /api/config"),
         }
     }
-    e
+    (e, others)
 }
 
-async fn connect(options: &ConnectOptions) -> Result<Link, String> {
-    let e = endpoints(options).await;
+/// Connects to the relay, or when it cannot be reached, to one of the others it listed last.
+async fn connect(
+    options: &ConnectOptions,
+    alternates: &mut Vec<Endpoints>,
+) -> Result<Link, String> {
+    let (e, others) = endpoints(options).await;
+    if !others.is_empty() {
+        *alternates = others;
+    }
+    let why = match connect_to(options, e).await {
+        Ok(link) => return Ok(link),
+        Err(why) => why,
+    };
+    for other in alternates.iter() {
+        match connect_to(options, other.clone()).await {
+            Ok(link) => {
+                tracing::info!(relay = ?other.websocket, "connected to another relay of the room");
+                return Ok(link);
+            }
+            Err(e) => tracing::debug!(error = %e, "another relay cannot be reached either"),
+        }
+    }
+    Err(why)
+}
+
+async fn connect_to(options: &ConnectOptions, e: Endpoints) -> Result<Link, String> {
     let try_wt = options.transport != TransportChoice::Websocket;
     let try_ws = options.transport != TransportChoice::Webtransport;
     let mut why = String::new();

@@ -176,3 +176,112 @@ async fn a_bad_token_is_a_refusal_not_a_retry_loop() {
     }
     relay.shutdown().await;
 }
+
+/// Two relays on one Redis: the SDK learns of the second from the first's `/api/config`,
+/// and when the first goes away it resumes on the second, which has taken the room over.
+#[tokio::test]
+async fn moves_to_another_relay_of_the_room_when_its_relay_goes() {
+    use lockstep_proto::message::{CreateRoom, Play, PolicyMode, Ready};
+    let redis = lockstep_relay::testing::RedisServer::start();
+    let with_redis = || Config {
+        http: "127.0.0.1:0".parse().unwrap(),
+        webtransport: "127.0.0.1:0".parse().unwrap(),
+        redis: Some(redis.url()),
+        ..Config::default()
+    };
+    let first = lockstep_relay::start(with_redis()).await.unwrap();
+    let second = lockstep_relay::start(with_redis()).await.unwrap();
+    // The first lists the second before the client connects.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let config = http_get_json(first.http_addr(), "/api/config").await;
+        if config["relays"].as_array().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the relays never met");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut conn = Connection::start(options(&first, TransportChoice::Websocket));
+    let you = loop {
+        match tokio::time::timeout(Duration::from_secs(10), conn.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            ConnectionEvent::Connected { welcome, .. } => break welcome.you,
+            _ => {}
+        }
+    };
+    conn.send(CreateRoom {
+        req: Some(1),
+        name: "Moving".into(),
+        password: None,
+        media: None,
+        mode: PolicyMode::Host,
+        options: None,
+    })
+    .await;
+    conn.send(Ready {
+        req: None,
+        ready: true,
+        wait_for_me: true,
+    })
+    .await;
+    conn.send(Play { req: Some(2) }).await;
+    let (room, playing) = loop {
+        match tokio::time::timeout(Duration::from_secs(5), conn.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            ConnectionEvent::Message(Message::StateUpdate(u)) if !u.timeline.paused => {
+                break (u.room, u.timeline);
+            }
+            _ => {}
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    first.shutdown().await;
+    // Back on the second relay: the same member, in the same room, still playing.
+    let resumed = loop {
+        match tokio::time::timeout(Duration::from_secs(15), conn.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            ConnectionEvent::Connected { welcome, .. } => break welcome,
+            _ => {}
+        }
+    };
+    assert!(resumed.resumed, "{resumed:?}");
+    assert_eq!(resumed.you, you);
+    let state = loop {
+        match tokio::time::timeout(Duration::from_secs(5), conn.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            ConnectionEvent::Message(Message::RoomState(s)) => break s,
+            _ => {}
+        }
+    };
+    assert_eq!(state.room.id, room);
+    assert_eq!(state.room.host, Some(you));
+    assert!(!state.timeline.paused);
+    assert_eq!(state.timeline.seq, playing.seq);
+    second.shutdown().await;
+}
+
+async fn http_get_json(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    let json = body.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(json).unwrap_or_default()
+}

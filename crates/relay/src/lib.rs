@@ -33,6 +33,7 @@ pub mod server;
 pub mod session;
 pub mod sockets;
 pub mod takeover;
+pub mod testing;
 pub mod ws;
 pub mod wt;
 

@@ -13,8 +13,8 @@ use bytes::Bytes;
 use lockstep_proto::Message;
 use lockstep_proto::message::{CreateRoom, PolicyMode};
 use lockstep_relay::backplane::{Backplane, CasOutcome, Envelope, RedisBackplane};
+use lockstep_relay::testing::RedisServer;
 use support::Client;
-use support::redis::RedisServer;
 use tokio::sync::mpsc;
 
 /// Polls `check` every 50 ms until it holds; panics after `within`, naming `what`.

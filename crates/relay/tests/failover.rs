@@ -15,8 +15,8 @@ use lockstep_proto::Message;
 use lockstep_proto::message::{
     CreateRoom, JoinRoom, Pause, Play, PolicyMode, Ready, Role, SetRole,
 };
+use lockstep_relay::testing::RedisServer;
 use support::Client;
-use support::redis::RedisServer;
 
 /// A relay process on free loopback ports, killed (SIGKILL) when dropped.
 struct RelayProcess {

@@ -10,7 +10,6 @@
 )]
 
 pub mod python;
-pub mod redis;
 
 use std::net::SocketAddr;
 use std::time::Duration;

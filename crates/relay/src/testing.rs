@@ -1,6 +1,11 @@
-//! A real `redis-server` for the backplane's tests: started by the test on a free loopback
-//! port, with nothing saved to disk, stopped (killed) when dropped. It can be stopped and
-//! started again on the same port, as a Redis restart.
+//! What tests of the relay and of its clients share: a real `redis-server` started by the test
+//! on a free loopback port, with nothing saved to disk, stopped (killed) when dropped. It can
+//! be stopped and started again on the same port, as a Redis restart.
+//!
+//! Not used by the relay itself; test code only (it panics when `redis-server` is missing,
+//! with how to install it).
+
+#![allow(clippy::panic, clippy::expect_used)]
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
