@@ -26,6 +26,7 @@ import {
 import {
   type RelayConfig,
   type Transport,
+  type TransportHandlers,
   hasWebTransport,
   openWebSocket,
   openWebTransport,
@@ -252,11 +253,13 @@ export class LockstepClient extends Emitter<ClientEvents> {
       onDropped: (error: string) => this.log(`dropped a relay message: ${error}`),
     };
     let config: RelayConfig | undefined;
+    let reachable = true;
     try {
       config = await this.fetchConfig();
       this.config = config;
     } catch (e) {
       config = this.config;
+      reachable = false;
       this.log(`cannot read ${this.relayUrl}/api/config (${(e as Error).message})`);
     }
     const wsUrl =
@@ -265,6 +268,32 @@ export class LockstepClient extends Emitter<ClientEvents> {
       `${this.relayUrl.replace(/^http/, 'ws')}/ws`;
     const wtUrl = this.options.webTransportUrl ?? config?.webtransport?.url;
     const hashes = this.options.certificateHashes ?? config?.webtransport?.certificate_hashes ?? [];
+    try {
+      return await this.openAt(wtUrl, wsUrl, hashes, handlers);
+    } catch (e) {
+      // The relay is gone: its rooms move to the other relays it listed, where the resume
+      // token finds them. (Not when the page pinned its own URLs.)
+      const others = reachable || this.options.webSocketUrl || this.options.webTransportUrl ? [] : config?.relays ?? [];
+      for (const other of others) {
+        try {
+          const transport = await this.openAt(other.webtransport?.url, other.websocket.url, other.webtransport?.certificate_hashes ?? [], handlers);
+          this.log(`connected to another relay of the room (${other.id})`);
+          return transport;
+        } catch (err) {
+          this.log(`relay ${other.id} cannot be reached either (${(err as Error).message})`);
+        }
+      }
+      throw e;
+    }
+  }
+
+  /** Opens a transport to one relay: WebTransport when asked and possible, else WebSocket. */
+  private async openAt(
+    wtUrl: string | undefined,
+    wsUrl: string,
+    hashes: { algorithm: string; value: string }[],
+    handlers: TransportHandlers,
+  ): Promise<Transport> {
     const mode = this.options.transport;
     if (mode !== 'websocket' && wtUrl && hasWebTransport()) {
       try {

@@ -19,6 +19,16 @@ import {
 /** Where the relay is, as `GET /api/config` publishes it. */
 export interface RelayConfig {
   protocol_version: number;
+  relay_id?: string;
+  webtransport?: { url: string; certificate_hashes: { algorithm: string; value: string }[] };
+  websocket: { url: string };
+  /** The other relays sharing this one's rooms (through Redis): where to go when it is gone. */
+  relays?: PeerRelay[];
+}
+
+/** Another relay, as a relay lists it. */
+export interface PeerRelay {
+  id: string;
   webtransport?: { url: string; certificate_hashes: { algorithm: string; value: string }[] };
   websocket: { url: string };
 }

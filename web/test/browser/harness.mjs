@@ -90,6 +90,14 @@ export async function startRelay({ ports, extraArgs = [] } = {}) {
     ports: { http, webtransport },
     certsDir,
     logs: () => stderr,
+    /** Kills it at once (SIGKILL), as a crash would. */
+    async kill() {
+      if (child.exitCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+      rmSync(certsDir, { recursive: true, force: true });
+    },
     async stop() {
       if (child.exitCode === null) {
         child.kill('SIGTERM');
@@ -98,6 +106,42 @@ export async function startRelay({ ports, extraArgs = [] } = {}) {
         clearTimeout(timer);
       }
       rmSync(certsDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A real `redis-server` on a free loopback port, keeping nothing on disk. Resolves with its
+ * `redis://` URL and a `stop()`.
+ */
+export async function startRedis() {
+  const { createServer } = await import('node:net');
+  const port = await new Promise((r) => {
+    const probe = createServer();
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => r(port));
+    });
+  });
+  const child = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  const exited = new Promise((r) => child.on('exit', (code) => r(code)));
+  await Promise.race([
+    waitUntil('redis-server to accept connections', () => /Ready to accept connections/.test(out), 10000),
+    exited.then((code) => {
+      throw new Error(`redis-server exited (${code}); ./scripts/test.sh installs it:\n${out}`);
+    }),
+  ]);
+  return {
+    url: `redis://127.0.0.1:${port}/`,
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
     },
   };
 }
