@@ -19,8 +19,8 @@ use lockstep_proto::{ErrorCode, ServerTime, Timeline};
 use crate::democratic::DemocraticPolicy;
 use crate::host::HostPolicy;
 use crate::policy::{Policy, PolicyEvent, Rejection, RoomView, Verdict};
-use crate::roster::{MemberState, Roster};
-use crate::snapshot::{ControlSnapshot, MemberSnapshot, PendingPlaySnapshot, SnapshotError};
+use crate::roster::Roster;
+use crate::snapshot::{ControlSnapshot, PendingPlaySnapshot, SnapshotError};
 
 /// Why an action is applied now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,22 +166,7 @@ impl RoomControl {
     /// outputs were handled: queued outputs are not part of it.
     pub fn snapshot(&self) -> ControlSnapshot {
         ControlSnapshot {
-            members: self
-                .roster
-                .in_join_order()
-                .map(|m| MemberSnapshot {
-                    id: m.id,
-                    role: m.role,
-                    joined: m.joined,
-                    connected: m.connected,
-                    moderator: m.moderator,
-                    ready: m.ready,
-                    buffering: m.buffering,
-                    wait_for_me: m.wait_for_me,
-                    released: m.released,
-                    position: m.position,
-                })
-                .collect(),
+            members: self.roster.in_join_order().cloned().collect(),
             next_join: self.roster.next_join(),
             host: self.roster.host(),
             options: self.options.clone(),
@@ -201,23 +186,7 @@ impl RoomControl {
     /// A room's control carrying on from `snapshot`: the same inputs from here give the same
     /// outputs as the room the snapshot was taken of. Refuses an inconsistent snapshot.
     pub fn restore(snapshot: ControlSnapshot) -> Result<Self, SnapshotError> {
-        let members = snapshot
-            .members
-            .into_iter()
-            .map(|m| MemberState {
-                id: m.id,
-                role: m.role,
-                joined: m.joined,
-                connected: m.connected,
-                moderator: m.moderator,
-                ready: m.ready,
-                buffering: m.buffering,
-                wait_for_me: m.wait_for_me,
-                released: m.released,
-                position: m.position,
-            })
-            .collect();
-        let roster = Roster::restore(members, snapshot.next_join, snapshot.host)?;
+        let roster = Roster::restore(snapshot.members, snapshot.next_join, snapshot.host)?;
         let policy: Box<dyn Policy> = match snapshot.mode {
             PolicyMode::Host if snapshot.proposals.is_empty() => {
                 Box::new(HostPolicy::new(snapshot.next_proposal))

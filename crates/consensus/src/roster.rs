@@ -16,8 +16,8 @@ use lockstep_proto::message::{MemberId, Role};
 /// clients, so a fixed key offers no collision attack.
 pub(crate) type FixedState = BuildHasherDefault<DefaultHasher>;
 
-/// One member's state.
-#[derive(Debug, Clone, PartialEq)]
+/// One member's state (also as a room's snapshot stores it).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MemberState {
     /// The member's id.
     pub id: MemberId,

@@ -9,14 +9,16 @@
 //! on restore, never stored.
 
 use lockstep_proto::ServerTime;
-use lockstep_proto::message::{MemberId, PolicyMode, Proposal, ProposalId, Role, RoomOptions};
+use lockstep_proto::message::{MemberId, PolicyMode, Proposal, ProposalId, RoomOptions};
 use serde::{Deserialize, Serialize};
+
+use crate::roster::MemberState;
 
 /// Everything a room's control needs to carry on elsewhere.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ControlSnapshot {
     /// The members, in join order.
-    pub members: Vec<MemberSnapshot>,
+    pub members: Vec<MemberState>,
     /// The join-order number the next member gets.
     pub next_join: u64,
     /// The host, if any.
@@ -38,31 +40,6 @@ pub struct ControlSnapshot {
     pub buffering_hold: Option<ServerTime>,
     /// A disconnected host keeping its role until then.
     pub host_grace: Option<(MemberId, ServerTime)>,
-}
-
-/// One member.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MemberSnapshot {
-    /// The member's id.
-    pub id: MemberId,
-    /// Its role.
-    pub role: Role,
-    /// Its join-order number.
-    pub joined: u64,
-    /// Connected when the snapshot was taken.
-    pub connected: bool,
-    /// Holds the `moderate` permission.
-    pub moderator: bool,
-    /// Reported ready.
-    pub ready: bool,
-    /// Reported buffering.
-    pub buffering: bool,
-    /// Play waits for it.
-    pub wait_for_me: bool,
-    /// Released from holding the room while buffering.
-    pub released: bool,
-    /// Last reported position and when.
-    pub position: Option<(f64, ServerTime)>,
 }
 
 /// An open proposal and its votes.
@@ -92,7 +69,7 @@ pub struct SnapshotError(pub String);
 mod tests {
     use super::*;
     use crate::RoomControl;
-    use lockstep_proto::message::Action;
+    use lockstep_proto::message::{Action, Role};
 
     fn t(ms: i64) -> ServerTime {
         ServerTime::from_micros(1_000_000).add_micros(ms * 1_000)

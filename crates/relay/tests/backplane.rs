@@ -38,6 +38,22 @@ fn backplane(redis: &RedisServer) -> (RedisBackplane, mpsc::Receiver<Envelope>) 
     (RedisBackplane::connect(&redis.url(), tx).unwrap(), rx)
 }
 
+/// Twenty writes of the room's version 2 by `who`: how many went through.
+async fn writes_won(backplane: &RedisBackplane, who: &str) -> usize {
+    let mut won = 0;
+    for i in 0..20 {
+        let bytes = Bytes::from(format!("{who}{i}"));
+        if let CasOutcome::Written(_) = backplane
+            .compare_and_set("lockstep:test:room", 2, bytes)
+            .await
+            .unwrap()
+        {
+            won += 1;
+        }
+    }
+    won
+}
+
 async fn health(relay: &lockstep_relay::Relay) -> serde_json::Value {
     let (status, body) = support::http_get(relay.http_addr(), "/health").await;
     assert_eq!(status, 200, "{body}");
@@ -75,36 +91,7 @@ async fn records_and_leases_follow_the_rules_in_redis() {
     assert_eq!((record.version, &record.value[..]), (2, &b"two"[..]));
 
     // Many writers race from the same version: exactly one wins.
-    let (won_a, won_b) = tokio::join!(
-        async {
-            let mut won = 0;
-            for i in 0..20 {
-                let bytes = Bytes::from(format!("a{i}"));
-                if let CasOutcome::Written(_) = a
-                    .compare_and_set("lockstep:test:room", 2, bytes)
-                    .await
-                    .unwrap()
-                {
-                    won += 1;
-                }
-            }
-            won
-        },
-        async {
-            let mut won = 0;
-            for i in 0..20 {
-                let bytes = Bytes::from(format!("b{i}"));
-                if let CasOutcome::Written(_) = b
-                    .compare_and_set("lockstep:test:room", 2, bytes)
-                    .await
-                    .unwrap()
-                {
-                    won += 1;
-                }
-            }
-            won
-        }
-    );
+    let (won_a, won_b) = tokio::join!(writes_won(&a, "a"), writes_won(&b, "b"));
     assert_eq!(won_a + won_b, 1, "one write per version");
 
     // Leases: one holder, renewed by it, free once lapsed or released.
