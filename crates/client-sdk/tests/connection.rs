@@ -204,13 +204,8 @@ async fn moves_to_another_relay_of_the_room_when_its_relay_goes() {
 
     let mut conn = Connection::start(options(&first, TransportChoice::Websocket));
     let you = loop {
-        match tokio::time::timeout(Duration::from_secs(10), conn.next())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            ConnectionEvent::Connected { welcome, .. } => break welcome.you,
-            _ => {}
+        if let ConnectionEvent::Connected { welcome, .. } = next_event(&mut conn, 10).await {
+            break welcome.you;
         }
     };
     conn.send(CreateRoom {
@@ -230,11 +225,7 @@ async fn moves_to_another_relay_of_the_room_when_its_relay_goes() {
     .await;
     conn.send(Play { req: Some(2) }).await;
     let (room, playing) = loop {
-        match tokio::time::timeout(Duration::from_secs(5), conn.next())
-            .await
-            .unwrap()
-            .unwrap()
-        {
+        match next_event(&mut conn, 5).await {
             ConnectionEvent::Message(Message::StateUpdate(u)) if !u.timeline.paused => {
                 break (u.room, u.timeline);
             }
@@ -246,25 +237,15 @@ async fn moves_to_another_relay_of_the_room_when_its_relay_goes() {
     first.shutdown().await;
     // Back on the second relay: the same member, in the same room, still playing.
     let resumed = loop {
-        match tokio::time::timeout(Duration::from_secs(15), conn.next())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            ConnectionEvent::Connected { welcome, .. } => break welcome,
-            _ => {}
+        if let ConnectionEvent::Connected { welcome, .. } = next_event(&mut conn, 15).await {
+            break welcome;
         }
     };
     assert!(resumed.resumed, "{resumed:?}");
     assert_eq!(resumed.you, you);
     let state = loop {
-        match tokio::time::timeout(Duration::from_secs(5), conn.next())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            ConnectionEvent::Message(Message::RoomState(s)) => break s,
-            _ => {}
+        if let ConnectionEvent::Message(Message::RoomState(s)) = next_event(&mut conn, 5).await {
+            break s;
         }
     };
     assert_eq!(state.room.id, room);
@@ -272,6 +253,14 @@ async fn moves_to_another_relay_of_the_room_when_its_relay_goes() {
     assert!(!state.timeline.paused);
     assert_eq!(state.timeline.seq, playing.seq);
     second.shutdown().await;
+}
+
+/// The connection's next event within `secs`.
+async fn next_event(conn: &mut Connection, secs: u64) -> ConnectionEvent {
+    tokio::time::timeout(Duration::from_secs(secs), conn.next())
+        .await
+        .expect("an event in time")
+        .expect("connection alive")
 }
 
 async fn http_get_json(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
