@@ -119,17 +119,18 @@ impl Snapshotter {
         }
     }
 
-    /// Looks at the rooms the core touched; hands on those that changed (every room is
-    /// touched at least once a second by its heartbeat, so a resync reaches all of them).
+    /// Looks at the rooms the core touched (every room, after a resync); hands on those that
+    /// changed.
     pub fn after_pass(&mut self, core: &mut RelayCore) {
+        let mut touched = core.take_touched_rooms();
         if self
             .pending
             .resync
             .swap(false, std::sync::atomic::Ordering::Relaxed)
         {
             self.last.clear();
+            touched.extend(core.room_ids());
         }
-        let touched = core.take_touched_rooms();
         if touched.is_empty() {
             return;
         }

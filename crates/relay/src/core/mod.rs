@@ -754,7 +754,10 @@ impl RelayCore {
         self.flush_participants(id, now);
         self.flush_tallies(id, now);
         self.flush_stats(id, now);
-        self.after_room_change(id, now);
+        // A heartbeat changes nothing worth storing; what the control's timers decided does.
+        if self.apply_control_outputs(id, now) {
+            self.touched.insert(id.clone());
+        }
     }
 
     // --- Rooms -------------------------------------------------------------------------------
@@ -1052,6 +1055,11 @@ impl RelayCore {
         self.after_room_change(&room_id, now);
     }
 
+    /// Every room here.
+    pub fn room_ids(&self) -> Vec<RoomId> {
+        self.rooms.keys().cloned().collect()
+    }
+
     /// The rooms that may have changed since the last call (removed ones included): the shell
     /// stores those that did, for another relay to take over.
     pub fn take_touched_rooms(&mut self) -> BTreeSet<RoomId> {
@@ -1061,16 +1069,24 @@ impl RelayCore {
     /// Carries out what the room's control decided, then re-arms the room's timer.
     fn after_room_change(&mut self, room_id: &RoomId, now: ServerTime) {
         self.touched.insert(room_id.clone());
+        self.apply_control_outputs(room_id, now);
+    }
+
+    /// Carries out what the room's control decided and re-arms the room's timer; whether it
+    /// had decided anything.
+    fn apply_control_outputs(&mut self, room_id: &RoomId, now: ServerTime) -> bool {
         let mut outputs = Vec::new();
         if let Some(room) = self.rooms.get_mut(room_id) {
             while let Some(o) = room.control.poll_output() {
                 outputs.push(o);
             }
         }
+        let decided = !outputs.is_empty();
         for output in outputs {
             self.apply_control(room_id, output, now);
         }
         self.reschedule(room_id);
+        decided
     }
 
     fn apply_control(&mut self, room_id: &RoomId, output: ControlOutput, now: ServerTime) {
