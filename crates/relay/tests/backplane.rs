@@ -339,28 +339,13 @@ async fn relays_on_one_redis_list_each_other_and_estimate_their_clocks() {
 #[tokio::test]
 async fn rooms_are_stored_in_redis_as_they_change() {
     let redis = RedisServer::start();
-    let url = redis.url();
-    let relay = support::relay(|c| c.redis = Some(url)).await;
+    let (relay, ada, welcome, room) = relay_with_a_room(&redis).await;
     let relay_id = health(&relay).await["relay_id"]
         .as_str()
         .unwrap()
         .to_string();
-    let mut ada = Client::websocket(&relay, false).await;
-    let welcome = ada.hello("Ada").await;
-    ada.send(CreateRoom {
-        req: Some(1),
-        name: "Stored".into(),
-        password: None,
-        media: None,
-        mode: PolicyMode::Host,
-        options: None,
-    })
-    .await;
-    let Message::RoomState(state) = ada.expect(|m| matches!(m, Message::RoomState(_))).await else {
-        unreachable!()
-    };
     let (reader, _) = backplane(&redis);
-    let key = lockstep_relay::persist::room_key(&state.room.id);
+    let key = lockstep_relay::persist::room_key(&room);
     let stored = || async {
         reader.load(&key).await.unwrap().and_then(|r| {
             lockstep_relay::persist::StoredRoom::decode(&r.value).map(|s| (r.version, s))
