@@ -34,6 +34,7 @@ pub mod session;
 pub mod sockets;
 pub mod takeover;
 pub mod testing;
+pub mod tunnel;
 pub mod ws;
 pub mod wt;
 
@@ -363,7 +364,11 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
         .clone()
         .map(|p| persist::Snapshotter::new(id.clone(), p));
     tasks.push(tokio::spawn(server::run_core(
-        core, core_rx, clock, snapshots,
+        core,
+        core_rx,
+        clock,
+        snapshots,
+        shared.clone(),
     )));
 
     // WebTransport.
@@ -435,6 +440,11 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
         Arc::new(cluster::Cluster::new(id, backplane.clone(), clock, info))
     };
     tasks.push(tokio::spawn(cluster::run(cluster.clone(), inbox)));
+    if pending.is_some() {
+        let tunnels = tunnel::Tunnels::start(cluster.clone(), backplane.clone(), &shared);
+        cluster.set_tunnels(tunnels.clone());
+        let _ = shared.tunnels.set(tunnels);
+    }
     if let Some(pending) = pending {
         let _ = shared.takeover.set(Arc::new(takeover::Takeover::new(
             cluster.clone(),

@@ -89,6 +89,45 @@ pub enum CoreEvent {
         /// The room's id, or why not.
         reply: oneshot::Sender<Result<lockstep_proto::message::RoomId, crate::core::ImportError>>,
     },
+    /// Give up the session on a connection: it moves to another relay's core.
+    Export {
+        /// The connection.
+        conn: ConnId,
+        /// The session, if it could move.
+        reply: oneshot::Sender<Option<crate::core::SessionHandoff>>,
+    },
+    /// A member connected to another relay reaches this one's core through a tunnel.
+    OpenRemote {
+        /// The id the core knows it by.
+        conn: ConnId,
+        /// How the member is connected.
+        transport: Transport,
+        /// Where its messages go.
+        route: crate::tunnel::RemoteRoute,
+    },
+    /// The session of a tunnelled member, handed over by its relay.
+    Adopt {
+        /// The tunnelled connection.
+        conn: ConnId,
+        /// How the member is connected.
+        transport: Transport,
+        /// The session.
+        session: crate::core::SessionHandoff,
+    },
+    /// A message from a room's home (on another relay) for members connected here.
+    Deliver {
+        /// Their connections.
+        conns: Vec<ConnId>,
+        /// The message, in this relay's clock.
+        message: Arc<crate::core::Outgoing>,
+    },
+    /// Close a connection here once what was queued for it is sent.
+    CloseConn {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: String,
+    },
     /// Tell every client to go away; reply when done.
     Shutdown {
         /// The reconnect hint.
@@ -144,6 +183,8 @@ pub struct Shared {
     per_ip: Mutex<HashMap<IpAddr, u32>>,
     /// Rooms of relays that are gone, taken over when their members resume here (with Redis).
     pub takeover: std::sync::OnceLock<Arc<crate::takeover::Takeover>>,
+    /// Members of rooms homed on other relays (with Redis).
+    pub tunnels: std::sync::OnceLock<Arc<crate::tunnel::Tunnels>>,
 }
 
 impl Shared {
@@ -166,6 +207,7 @@ impl Shared {
             next_conn: AtomicU64::new(1),
             per_ip: Mutex::new(HashMap::new()),
             takeover: std::sync::OnceLock::new(),
+            tunnels: std::sync::OnceLock::new(),
         }
     }
 
@@ -229,8 +271,9 @@ pub async fn run_core(
     mut events: mpsc::Receiver<CoreEvent>,
     clock: ServerClock,
     mut snapshots: Option<crate::persist::Snapshotter>,
+    shared: Arc<Shared>,
 ) {
-    let mut queues: HashMap<ConnId, Arc<ClientQueue>> = HashMap::new();
+    let mut queues = Sinks::default();
     loop {
         let deadline = core.poll_timeout().map(|t| clock.instant(t));
         let event = match deadline {
@@ -263,23 +306,7 @@ pub async fn run_core(
         if core.poll_timeout().is_some_and(|t| t <= now) {
             core.handle_timeout(now);
         }
-        while let Some(output) = core.poll_output() {
-            match output {
-                Output::Send { to, message } => {
-                    if let Some(q) = queues.get(&to)
-                        && !q.push(message)
-                    {
-                        // Overflowed: the queue closes the client; forget it here.
-                        queues.remove(&to);
-                    }
-                }
-                Output::Close { conn, reason } => {
-                    if let Some(q) = queues.remove(&conn) {
-                        q.close(reason);
-                    }
-                }
-            }
-        }
+        dispatch(&mut core, &mut queues, shared.tunnels.get(), now);
         match &mut snapshots {
             Some(s) => s.after_pass(&mut core),
             None => {
@@ -289,9 +316,77 @@ pub async fn run_core(
     }
 }
 
+/// Where the core's messages go: local clients' queues, and members tunnelled from other
+/// relays.
+#[derive(Debug, Default)]
+struct Sinks {
+    local: HashMap<ConnId, Arc<ClientQueue>>,
+    remote: HashMap<ConnId, crate::tunnel::RemoteRoute>,
+}
+
+/// Hands the core's outputs to the queues (and the tunnels); a tunnelled member whose route
+/// closes or overflows is closed in the core, which may say more: bounded rounds.
+fn dispatch(
+    core: &mut RelayCore,
+    sinks: &mut Sinks,
+    tunnels: Option<&Arc<crate::tunnel::Tunnels>>,
+    now: lockstep_proto::ServerTime,
+) {
+    for _ in 0..4 {
+        let mut remote = Vec::new();
+        let mut ended = Vec::new();
+        while let Some(output) = core.poll_output() {
+            match output {
+                Output::Send { to, message } => {
+                    if let Some(q) = sinks.local.get(&to) {
+                        if !q.push(message) {
+                            // Overflowed: the queue closes the client; forget it here.
+                            sinks.local.remove(&to);
+                        }
+                    } else if let Some(route) = sinks.remote.get(&to) {
+                        remote.push((route.clone(), message));
+                    }
+                }
+                Output::Close { conn, reason } => {
+                    if let Some(q) = sinks.local.remove(&conn) {
+                        q.close(reason);
+                    } else if let Some(route) = sinks.remote.remove(&conn) {
+                        if let Some(t) = tunnels {
+                            t.end_remote(&route, &reason);
+                        }
+                        ended.push(conn);
+                    }
+                }
+            }
+        }
+        if let Some(t) = tunnels
+            && !remote.is_empty()
+        {
+            for route in t.deliver_remote(remote) {
+                let conn = sinks
+                    .remote
+                    .iter()
+                    .find(|(_, r)| **r == route)
+                    .map(|(c, _)| *c);
+                if let Some(conn) = conn {
+                    sinks.remote.remove(&conn);
+                    t.end_remote(&route, "slow_consumer: the relays fell behind");
+                    ended.push(conn);
+                }
+            }
+        }
+        if ended.is_empty() {
+            return;
+        }
+        for conn in ended {
+            core.closed(conn, now);
+        }
+    }
+}
+
 fn handle(
     core: &mut RelayCore,
-    queues: &mut HashMap<ConnId, Arc<ClientQueue>>,
+    queues: &mut Sinks,
     event: CoreEvent,
     now: lockstep_proto::ServerTime,
 ) {
@@ -301,8 +396,38 @@ fn handle(
             transport,
             queue,
         } => {
-            queues.insert(conn, queue);
+            queues.local.insert(conn, queue);
             core.open(conn, transport);
+        }
+        CoreEvent::OpenRemote {
+            conn,
+            transport,
+            route,
+        } => {
+            queues.remote.insert(conn, route);
+            core.open(conn, transport);
+        }
+        CoreEvent::Adopt {
+            conn,
+            transport,
+            session,
+        } => core.adopt_session(conn, transport, session, now),
+        CoreEvent::Export { conn, reply } => {
+            let _ = reply.send(core.export_session(conn));
+        }
+        CoreEvent::Deliver { conns, message } => {
+            for conn in conns {
+                if let Some(q) = queues.local.get(&conn)
+                    && !q.push(message.clone())
+                {
+                    queues.local.remove(&conn);
+                }
+            }
+        }
+        CoreEvent::CloseConn { conn, reason } => {
+            if let Some(q) = queues.local.remove(&conn) {
+                q.close(reason);
+            }
         }
         CoreEvent::Hello {
             conn,
@@ -317,7 +442,8 @@ fn handle(
             req,
         } => core.bad_input(conn, code, message, req),
         CoreEvent::Closed { conn } => {
-            queues.remove(&conn);
+            queues.local.remove(&conn);
+            queues.remote.remove(&conn);
             core.closed(conn, now);
         }
         CoreEvent::Rooms(reply) => {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use lockstep_proto::message::Pong;
+use lockstep_proto::message::{Pong, Transport};
 use lockstep_proto::{
     DecodeError, Encoding, ErrorCode, Message, ServerTime, TransportClass, decode, limits,
 };
@@ -37,14 +37,29 @@ pub struct Inbound {
     datagrams: TokenBucket,
     strikes: Strikes,
     hello_sent: bool,
+    transport: Transport,
+    /// The session lives on another relay (the room's home): messages go there.
+    away: bool,
+}
+
+impl Drop for Inbound {
+    fn drop(&mut self) {
+        if self.away
+            && let Some(tunnels) = self.shared.tunnels.get()
+        {
+            tunnels.member_closed(self.conn);
+        }
+    }
 }
 
 impl Inbound {
     /// Inbound state for a new connection.
-    pub fn new(conn: ConnId, shared: Arc<Shared>) -> Self {
+    pub fn new(conn: ConnId, transport: Transport, shared: Arc<Shared>) -> Self {
         let l = shared.limits;
         Inbound {
             conn,
+            transport,
+            away: false,
             control: TokenBucket::new(l.control.0, l.control.1),
             datagrams: TokenBucket::new(l.datagram.0, l.datagram.1),
             strikes: Strikes::default(),
@@ -128,33 +143,67 @@ impl Inbound {
             }
             Message::Hello(hello) if !self.hello_sent => {
                 self.hello_sent = true;
-                // A member whose relay is gone: its room comes here first.
-                if let (Some(token), Some(takeover)) = (&hello.resume, self.shared.takeover.get()) {
-                    takeover.before_resume(token).await;
-                }
                 self.shared
                     .metrics
                     .message_in(lockstep_proto::MessageType::Hello);
-                let identity = auth::authenticate(
-                    hello.token.as_deref(),
-                    &self.shared.auth,
-                    ServerClock::unix_seconds(),
-                )
-                .map(session_identity)
-                .map_err(|e| {
-                    let message = match e {
-                        // The key is the relay's problem; do not describe it to clients.
-                        auth::AuthError::InvalidKey(_) | auth::AuthError::NoKey => {
-                            "the relay cannot verify tokens right now".to_string()
-                        }
-                        ref other => other.to_string(),
-                    };
-                    (e.code(), message)
-                });
+                // A member whose relay is gone: its room comes here first. A member whose
+                // room is on another relay that is alive: its session is there.
+                if let (Some(token), Some(takeover)) = (&hello.resume, self.shared.takeover.get())
+                    && let Some((home, room)) = takeover.before_resume(token).await
+                    && let Some(tunnels) = self.shared.tunnels.get()
+                {
+                    self.away = tunnels
+                        .open_resume(self.conn, self.transport, &home, &room, hello.clone().into())
+                        .await;
+                    if self.away {
+                        return Flow::Continue;
+                    }
+                }
+                let identity = authenticate(&self.shared, hello.token.as_deref());
                 self.send(CoreEvent::Hello {
                     conn: self.conn,
                     hello,
                     identity,
+                })
+                .await;
+                Flow::Continue
+            }
+            message if self.away => {
+                if as_datagram && class == TransportClass::Control {
+                    return Flow::Continue;
+                }
+                let forwarded = match self.shared.tunnels.get() {
+                    Some(tunnels) => tunnels.forward(self.conn, message).await,
+                    None => false,
+                };
+                if !forwarded {
+                    // The tunnel ended (its relay is gone): the client was told to come back.
+                    self.away = false;
+                }
+                Flow::Continue
+            }
+            Message::JoinRoom(join) if self.hello_sent && !as_datagram => {
+                if let Some(tunnels) = self.shared.tunnels.get()
+                    && let Some(home) = tunnels.home_of(&join.room).await
+                    && let Some(session) = self.export().await
+                {
+                    self.away = tunnels
+                        .open_join(self.conn, self.transport, &home, session, join.clone().into())
+                        .await;
+                    if self.away {
+                        return Flow::Continue;
+                    }
+                    self.report(
+                        ErrorCode::Internal,
+                        "the room's relay cannot be reached; reconnect and try again".into(),
+                        join.req,
+                    )
+                    .await;
+                    return Flow::Close("session lost on the way to the room's relay");
+                }
+                self.send(CoreEvent::Message {
+                    conn: self.conn,
+                    message: Message::JoinRoom(join),
                 })
                 .await;
                 Flow::Continue
@@ -225,10 +274,40 @@ impl Inbound {
         }
     }
 
+    /// Takes the session out of this relay's core, to move it to the room's home.
+    async fn export(&self) -> Option<crate::core::SessionHandoff> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(CoreEvent::Export {
+            conn: self.conn,
+            reply,
+        })
+        .await;
+        answer.await.ok().flatten()
+    }
+
     async fn send(&self, event: CoreEvent) {
         // The core only goes away when the relay stops; then there is no one to tell.
         let _ = self.shared.core.send(event).await;
     }
+}
+
+/// What auth makes of a hello's token, as the core takes it.
+pub fn authenticate(
+    shared: &Shared,
+    token: Option<&str>,
+) -> Result<SessionIdentity, (ErrorCode, String)> {
+    auth::authenticate(token, &shared.auth, ServerClock::unix_seconds())
+        .map(session_identity)
+        .map_err(|e| {
+            let message = match e {
+                // The key is the relay's problem; do not describe it to clients.
+                auth::AuthError::InvalidKey(_) | auth::AuthError::NoKey => {
+                    "the relay cannot verify tokens right now".to_string()
+                }
+                ref other => other.to_string(),
+            };
+            (e.code(), message)
+        })
 }
 
 fn session_identity(identity: Identity) -> SessionIdentity {

@@ -20,6 +20,9 @@ use crate::server::CoreEvent;
 
 /// How often a relay that may have died is checked while a member waits.
 const RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long a relay that is alive takes at most to answer a probe (a Redis round trip each
+/// way, ~0.2 ms on one network).
+const ALIVE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What a takeover needs.
 #[derive(Debug)]
@@ -47,25 +50,32 @@ impl Takeover {
     }
 
     /// A hello with `token` is about to reach the core: take the token's room over first if
-    /// its relay is gone. Failures only mean the member starts afresh; they are logged.
-    pub async fn before_resume(&self, token: &str) {
+    /// its relay is gone. `Some((home, room))`: the room's relay is alive elsewhere, and the
+    /// session is there (the hello goes through a tunnel). Failures only mean the member starts
+    /// afresh; they are logged.
+    pub async fn before_resume(&self, token: &str) -> Option<(String, RoomId)> {
         match self.take(token).await {
-            Ok(Some(room)) => {
+            Ok(Taken::Here(room)) => {
                 tracing::info!(room = room.as_str(), "took over a room whose relay is gone");
+                None
             }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "room not taken over"),
+            Ok(Taken::Elsewhere(home, room)) => Some((home, room)),
+            Ok(Taken::Nothing) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "room not taken over");
+                None
+            }
         }
     }
 
-    async fn take(&self, token: &str) -> Result<Option<RoomId>, String> {
+    async fn take(&self, token: &str) -> Result<Taken, String> {
         let (tx, rx) = oneshot::channel();
         self.core
             .send(CoreEvent::KnowsResume(token.to_string(), tx))
             .await
             .map_err(|_| "relay stopping")?;
         if rx.await.map_err(|_| "relay stopping")? {
-            return Ok(None);
+            return Ok(Taken::Nothing);
         }
         let Some(room) = self
             .backplane
@@ -73,12 +83,12 @@ impl Takeover {
             .await
             .map_err(|e| e.to_string())?
         else {
-            return Ok(None);
+            return Ok(Taken::Nothing);
         };
         let room = RoomId::new(String::from_utf8_lossy(&room).into_owned());
         let key = room_key(&room);
         let Some(record) = self.backplane.load(&key).await.map_err(|e| e.to_string())? else {
-            return Ok(None);
+            return Ok(Taken::Nothing);
         };
         let stored = StoredRoom::decode(&record.value).ok_or("unreadable stored room")?;
         let me = self.cluster.relay_id();
@@ -90,16 +100,20 @@ impl Takeover {
                 .any(|m| m.resume_token == token)
         {
             // Ours already, or not the member's room any more.
-            return Ok(None);
+            return Ok(Taken::Nothing);
         }
         // A member usually comes here because its relay just died, before the relay's listing
-        // lapsed: wait for that (the listing lapses, then this relay's next renewal round
-        // notices it) rather than give the member a fresh session and lose its room.
+        // lapsed: unless that relay answered a clock probe just now, wait for the listing to
+        // lapse (this relay's next renewal round notices it) rather than send the member to a
+        // dead relay, or give it a fresh session and lose its room.
         let deadline = tokio::time::Instant::now() + 2 * LISTING_TTL;
-        while self.cluster.peers().iter().any(|p| p.id == stored.home) {
-            if tokio::time::Instant::now() >= deadline {
+        while self.cluster.is_listed(&stored.home) {
+            if self.cluster.answers(&stored.home, ALIVE).await {
                 // Its relay is alive: the room is there, not here.
-                return Ok(None);
+                return Ok(Taken::Elsewhere(stored.home, room));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Taken::Nothing);
             }
             tokio::time::sleep(RECHECK).await;
         }
@@ -118,8 +132,16 @@ impl Takeover {
             .map_err(|e| e.to_string())?
         {
             CasOutcome::Written(v) => v,
-            // Another relay claimed it first.
-            CasOutcome::Conflict(_) => return Ok(None),
+            // Another relay claimed it first: the session is there.
+            CasOutcome::Conflict(_) => {
+                return Ok(match self.backplane.load(&key).await {
+                    Ok(Some(record)) => match StoredRoom::decode(&record.value) {
+                        Some(s) if s.home != me => Taken::Elsewhere(s.home, room),
+                        _ => Taken::Nothing,
+                    },
+                    _ => Taken::Nothing,
+                });
+            }
         };
         self.pending.adopt(room.clone(), version);
         let (tx, rx) = oneshot::channel();
@@ -133,7 +155,17 @@ impl Takeover {
             .map_err(|_| "relay stopping")?;
         rx.await
             .map_err(|_| "relay stopping")?
-            .map(Some)
+            .map(Taken::Here)
             .map_err(|e| e.to_string())
     }
+}
+
+/// What became of a resuming member's room.
+enum Taken {
+    /// Taken over: it is here now.
+    Here(RoomId),
+    /// Its home (this relay id) is alive: the session is there.
+    Elsewhere(String, RoomId),
+    /// Nothing to take: here already, or unknown.
+    Nothing,
 }

@@ -6,9 +6,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lockstep_proto::Message;
@@ -17,61 +15,7 @@ use lockstep_proto::message::{
 };
 use lockstep_relay::testing::RedisServer;
 use support::Client;
-
-/// A relay process on free loopback ports, killed (SIGKILL) when dropped.
-struct RelayProcess {
-    child: Child,
-    http: SocketAddr,
-}
-
-impl RelayProcess {
-    fn start(redis: &str) -> RelayProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lockstep"))
-            .args([
-                "--http",
-                "127.0.0.1:0",
-                "--webtransport",
-                "127.0.0.1:0",
-                "--redis",
-                redis,
-                // The test reconnects from one address many times.
-                "--connections-per-ip",
-                "1000",
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the relay binary starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.split("open http://").nth(1) {
-                    let _ = tx.send(url.trim_end_matches('/').to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the relay says where it listens");
-        RelayProcess {
-            child,
-            http: addr.parse().expect("host:port"),
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use support::process::RelayProcess;
 
 async fn health(addr: SocketAddr) -> serde_json::Value {
     let (_, body) = support::http_get(addr, "/health").await;

@@ -36,6 +36,7 @@ pub use social::{Chat, ChatMessage, React, Reaction};
 use serde::Serialize;
 
 use crate::error::FieldError;
+use crate::time::ServerTime;
 use crate::validate::Validate;
 
 /// Implements `Validate` for messages whose fields have no range rules.
@@ -242,4 +243,33 @@ messages! {
     Stats(Stats) = "stats", ClientToRelay, Datagram;
     /// Shares members' sync figures.
     MemberStats(MemberStats) = "member_stats", RelayToClient, Datagram;
+}
+
+impl Message {
+    /// Moves every relay time in the message by `micros`: a message stamped in one relay's
+    /// clock, passed to a client that synchronised with another relay, is restamped in that
+    /// relay's clock (the offset between the two is the relays' own estimate). Pings and pongs
+    /// never cross relays and are left alone.
+    pub fn shift_times(&mut self, micros: i64) {
+        let shift = |t: &mut ServerTime| *t = t.add_micros(micros);
+        match self {
+            Message::Welcome(m) => shift(&mut m.server_time),
+            Message::RoomState(m) => {
+                shift(&mut m.timeline.at);
+                for p in &mut m.proposals {
+                    shift(&mut p.deadline);
+                }
+            }
+            Message::StateUpdate(m) => shift(&mut m.timeline.at),
+            Message::Proposal(m) => shift(&mut m.proposal.deadline),
+            Message::ChatMessage(m) => shift(&mut m.at),
+            Message::Reaction(m) => shift(&mut m.at),
+            Message::Stats(m) => {
+                if let Some(at) = &mut m.at {
+                    shift(at);
+                }
+            }
+            _ => {}
+        }
+    }
 }

@@ -45,6 +45,7 @@ pub struct Cluster {
     clock: ServerClock,
     info: Box<dyn Fn() -> RelayInfo + Send + Sync>,
     state: Mutex<State>,
+    tunnels: std::sync::OnceLock<Arc<crate::tunnel::Tunnels>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -77,6 +78,8 @@ struct Echo {
 struct Peer {
     info: RelayInfo,
     clock: PeerClock,
+    /// When its last clock reply arrived: a relay that answers is alive, listed or not.
+    last_heard: Option<Instant>,
 }
 
 /// The cluster part of `/health`.
@@ -127,6 +130,46 @@ impl Cluster {
             clock,
             info: Box::new(info),
             state: Mutex::new(State::default()),
+            tunnels: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Where tunnel messages go (members of one room on several relays).
+    pub fn set_tunnels(&self, tunnels: Arc<crate::tunnel::Tunnels>) {
+        let _ = self.tunnels.set(tunnels);
+    }
+
+    /// Whether relay `id` is listed now.
+    pub fn is_listed(&self, id: &str) -> bool {
+        self.state
+            .lock()
+            .is_ok_and(|state| state.peers.contains_key(id))
+    }
+
+    /// Whether relay `id` answers a clock probe sent now within `within`: alive, not merely
+    /// listed (a relay killed a moment ago stays listed for up to 1.5 s).
+    pub async fn answers(&self, id: &str, within: Duration) -> bool {
+        let asked = Instant::now();
+        let probe = PeerMessage::ClockProbe {
+            from: self.relay_id.clone(),
+            t0: self.now_us(),
+        };
+        self.send(id, &probe).await;
+        loop {
+            let heard = self.state.lock().is_ok_and(|state| {
+                state
+                    .peers
+                    .get(id)
+                    .and_then(|p| p.last_heard)
+                    .is_some_and(|t| t >= asked)
+            });
+            if heard {
+                return true;
+            }
+            if asked.elapsed() >= within {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -242,6 +285,7 @@ impl Cluster {
                 .or_insert_with(|| Peer {
                     info,
                     clock: PeerClock::new(),
+                    last_heard: None,
                 });
         }
     }
@@ -300,6 +344,12 @@ impl Cluster {
                 {
                     let t = ServerTime::from_micros;
                     peer.clock.on_reply(t(t0), t(t1), t(t2), t(arrived));
+                    peer.last_heard = Some(Instant::now());
+                }
+            }
+            tunnel => {
+                if let Some(tunnels) = self.tunnels.get() {
+                    tunnels.on_message(tunnel).await;
                 }
             }
         }
@@ -323,11 +373,14 @@ pub async fn run(cluster: Arc<Cluster>, mut inbox: mpsc::Receiver<Envelope>) {
                 if subscribed {
                     cluster.probe().await;
                 }
+                if let Some(tunnels) = cluster.tunnels.get() {
+                    tunnels.tick().await;
+                }
             }
             envelope = inbox.recv() => {
                 let Some(envelope) = envelope else { return };
                 let arrived = cluster.now_us();
-                if envelope.channel != channel {
+                if envelope.channel != channel && !crate::tunnel::is_room_channel(&envelope.channel) {
                     tracing::debug!(channel = %envelope.channel, "backplane message on an unknown channel");
                     continue;
                 }

@@ -2,7 +2,11 @@
 //! the client protocol, so a relay of another version fails to read a message instead of
 //! misreading it.
 
+use bytes::Bytes;
+use lockstep_proto::message::Transport;
 use serde::{Deserialize, Serialize};
+
+use crate::core::SessionHandoff;
 
 /// How one relay is reached by clients, as it registers itself for the others (and for
 /// clients that must move to another relay).
@@ -44,6 +48,69 @@ pub enum PeerMessage {
         t1: u64,
         /// Reply sent (the replier's clock).
         t2: u64,
+    },
+    /// A member connected to `from` joins `room`, homed on the receiver: its session moves
+    /// there; `message` is the `join_room` (MessagePack, times in the receiver's clock).
+    TunnelJoin {
+        /// The member's relay.
+        from: String,
+        /// The member's connection on that relay.
+        conn: u64,
+        /// The room.
+        room: String,
+        /// How the member is connected.
+        transport: Transport,
+        /// The session.
+        session: SessionHandoff,
+        /// The `join_room`.
+        message: Bytes,
+    },
+    /// A member connected to `from` resumes a session held by the receiver; `message` is the
+    /// `hello` (the receiver checks its token again).
+    TunnelResume {
+        /// The member's relay.
+        from: String,
+        /// The member's connection on that relay.
+        conn: u64,
+        /// The room the resume token belongs to.
+        room: String,
+        /// How the member is connected.
+        transport: Transport,
+        /// The `hello`.
+        message: Bytes,
+    },
+    /// A later message of a tunnelled member (MessagePack, times in the receiver's clock).
+    TunnelMessage {
+        /// The member's relay.
+        from: String,
+        /// The member's connection on that relay.
+        conn: u64,
+        /// The message.
+        message: Bytes,
+    },
+    /// A tunnelled member's connection closed.
+    TunnelClosed {
+        /// The member's relay.
+        from: String,
+        /// The member's connection on that relay.
+        conn: u64,
+    },
+    /// The home closed a tunnelled member's session: close its connection.
+    TunnelEnd {
+        /// The member's connection on the receiving relay.
+        conn: u64,
+        /// Why, for logs and the close frame.
+        reason: String,
+    },
+    /// A message for tunnelled members (MessagePack, times in the sender's clock); on a
+    /// room's channel every subscribed relay takes its own targets.
+    Deliver {
+        /// The sender (the room's home), whose clock the times are in.
+        from: String,
+        /// Who gets it: relay id and connection there.
+        targets: Vec<(String, u64)>,
+        /// The message.
+        message: Bytes,
     },
 }
 

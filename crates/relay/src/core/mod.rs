@@ -10,6 +10,7 @@
 
 pub mod media;
 pub mod outgoing;
+mod handoff;
 mod room;
 mod snapshot;
 #[cfg(test)]
@@ -39,6 +40,7 @@ use crate::metrics::Metrics;
 pub use media::MediaAllowlist;
 pub use outgoing::Outgoing;
 use room::{Room, STATS_ENTRIES, STATS_EVERY_US};
+pub use handoff::SessionHandoff;
 pub use snapshot::{ImportError, RoomSnapshot, SessionSnapshot};
 
 /// A transport connection, numbered by the shell.
@@ -97,7 +99,7 @@ impl Default for CoreConfig {
 }
 
 /// Who a session is, as auth established it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionIdentity {
     /// The token's subject, when authenticated.
     pub user_id: Option<String>,

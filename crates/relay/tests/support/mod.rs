@@ -9,6 +9,7 @@
     clippy::panic
 )]
 
+pub mod process;
 pub mod python;
 
 use std::net::SocketAddr;
