@@ -28,6 +28,16 @@ impl ServerClock {
         }
     }
 
+    /// A clock `skew_us` off the UNIX time: what a relay on a host whose wall clock is that
+    /// far off would use (tests of relays that disagree on time).
+    pub fn start_skewed(skew_us: i64) -> Self {
+        let clock = ServerClock::start();
+        ServerClock {
+            base_us: clock.base_us.saturating_add_signed(skew_us),
+            ..clock
+        }
+    }
+
     /// Server time now.
     pub fn now(&self) -> ServerTime {
         let elapsed = u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX);

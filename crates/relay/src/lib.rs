@@ -311,7 +311,14 @@ fn write_generated(dir: &std::path::Path, bundle: &CertBundle) {
 pub async fn start(config: Config) -> Result<Relay, StartError> {
     let auth = config.auth_config()?;
     let metrics = Arc::new(Metrics::default());
-    let clock = ServerClock::start();
+    // Hosts' wall clocks may disagree; tests make relays that do (LOCKSTEP_TEST_CLOCK_SKEW_US).
+    let clock = match std::env::var("LOCKSTEP_TEST_CLOCK_SKEW_US")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+    {
+        Some(skew) => ServerClock::start_skewed(skew),
+        None => ServerClock::start(),
+    };
     let limits = &config.limits;
     // The backplane: in memory, or Redis shared with other relays (reachable or not yet).
     let (backplane, inbox) = backplane::AnyBackplane::new(config.redis.as_deref())?;

@@ -153,7 +153,13 @@ impl Inbound {
                     && let Some(tunnels) = self.shared.tunnels.get()
                 {
                     self.away = tunnels
-                        .open_resume(self.conn, self.transport, &home, &room, hello.clone().into())
+                        .open_resume(
+                            self.conn,
+                            self.transport,
+                            &home,
+                            &room,
+                            hello.clone().into(),
+                        )
                         .await;
                     if self.away {
                         return Flow::Continue;
@@ -188,7 +194,13 @@ impl Inbound {
                     && let Some(session) = self.export().await
                 {
                     self.away = tunnels
-                        .open_join(self.conn, self.transport, &home, session, join.clone().into())
+                        .open_join(
+                            self.conn,
+                            self.transport,
+                            &home,
+                            session,
+                            join.clone().into(),
+                        )
                         .await;
                     if self.away {
                         return Flow::Continue;

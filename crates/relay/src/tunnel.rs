@@ -160,7 +160,11 @@ impl Tunnels {
     /// home that is another relay listed now; `None` when it is here, unknown, or the lookup
     /// failed (the join then goes to this relay's core, which answers for itself).
     pub async fn home_of(&self, room: &str) -> Option<String> {
-        let record = self.backplane.load(&room_key(&RoomId::new(room))).await.ok()??;
+        let record = self
+            .backplane
+            .load(&room_key(&RoomId::new(room)))
+            .await
+            .ok()??;
         let stored = StoredRoom::decode(&record.value)?;
         (stored.home != self.relay_id && self.cluster.is_listed(&stored.home))
             .then_some(stored.home)
@@ -304,7 +308,10 @@ impl Tunnels {
                 conn,
             };
             if !self.post(&away.home, &closed) {
-                tracing::warn!(conn, "outbox full: the home learns of the close from its listing");
+                tracing::warn!(
+                    conn,
+                    "outbox full: the home learns of the close from its listing"
+                );
             }
         }
     }

@@ -68,7 +68,11 @@ fn room_state(m: &Message) -> Option<&RoomState> {
     }
 }
 
-async fn join(at: SocketAddr, name: &str, room: &str) -> (Client, lockstep_proto::message::Welcome) {
+async fn join(
+    at: SocketAddr,
+    name: &str,
+    room: &str,
+) -> (Client, lockstep_proto::message::Welcome) {
     let mut c = Client::websocket_at(at, false).await;
     let w = c.hello(name).await;
     c.send(JoinRoom {
@@ -78,7 +82,11 @@ async fn join(at: SocketAddr, name: &str, room: &str) -> (Client, lockstep_proto
     })
     .await;
     let s = c.expect(|m| room_state(m).is_some()).await;
-    assert_eq!(room_state(&s).unwrap().you, w.you, "{name} joined as itself");
+    assert_eq!(
+        room_state(&s).unwrap().you,
+        w.you,
+        "{name} joined as itself"
+    );
     (c, w)
 }
 
@@ -97,7 +105,10 @@ async fn update(c: &mut Client, seq: u64) -> (StateUpdate, Instant) {
 /// One command as every member saw it: each got it before its effect time, and the effect
 /// instants agree.
 fn check_one_instant(what: &str, seen: &[(&str, &ClockMap, StateUpdate, Instant)]) {
-    let effects: Vec<Instant> = seen.iter().map(|(_, c, u, _)| c.instant(u.timeline.at)).collect();
+    let effects: Vec<Instant> = seen
+        .iter()
+        .map(|(_, c, u, _)| c.instant(u.timeline.at))
+        .collect();
     for ((who, clock, u, arrived), effect) in seen.iter().zip(&effects) {
         assert!(
             *arrived < *effect,
@@ -117,15 +128,20 @@ fn check_one_instant(what: &str, seen: &[(&str, &ClockMap, StateUpdate, Instant)
     eprintln!("{what}: effect instants within {spread:?}");
     // Loopback: relay-to-relay offsets are known to ~0.1 ms and each client's to half its
     // round trip; 2 ms leaves room for a loaded CI machine and is still well inside 5 ms.
-    assert!(spread < Duration::from_millis(2), "{what}: effects {spread:?} apart");
+    assert!(
+        spread < Duration::from_millis(2),
+        "{what}: effects {spread:?} apart"
+    );
 }
 
 #[tokio::test]
 async fn members_on_three_relays_share_one_room() {
     let redis = RedisServer::start();
+    // Three hosts whose clocks disagree by a quarter of a second and more: times must be
+    // restamped between relays, or the effects would be that far apart.
     let home = RelayProcess::start(&redis.url());
-    let second = RelayProcess::start(&redis.url());
-    let third = RelayProcess::start(&redis.url());
+    let second = RelayProcess::start_skewed(&redis.url(), 250_000);
+    let third = RelayProcess::start_skewed(&redis.url(), -130_000);
     for r in [&home, &second, &third] {
         wait_for_peers(r.http, 2).await;
     }
@@ -153,9 +169,8 @@ async fn members_on_three_relays_share_one_room() {
     // Ada, on the home, hears of both (participants are coalesced: one message or two).
     let mut seen = std::collections::BTreeSet::new();
     while !(seen.contains(&bob_welcome.you) && seen.contains(&carol_welcome.you)) {
-        if let Message::Participants(p) = ada
-            .expect(|m| matches!(m, Message::Participants(_)))
-            .await
+        if let Message::Participants(p) =
+            ada.expect(|m| matches!(m, Message::Participants(_))).await
         {
             seen.extend(p.members.iter().map(|m| m.id));
         }
@@ -201,11 +216,12 @@ async fn members_on_three_relays_share_one_room() {
     bob.expect(|m| matches!(m, Message::Participants(p) if p.members.iter().any(|m| m.id == bob_welcome.you && m.role == Role::Cohost)))
         .await;
     bob.send(Pause { req: Some(3) }).await;
-    bob.expect(|m| matches!(m, Message::Ack(a) if a.req == 3)).await;
     let (a, at_a) = update(&mut ada, 2).await;
     let (b, at_b) = update(&mut bob, 2).await;
     let (c, at_c) = update(&mut carol, 2).await;
-    assert!(a.timeline.paused && b.by == Some(bob_welcome.you));
+    assert!(a.timeline.paused && b.timeline.paused && c.timeline.paused);
+    assert_eq!(a.by, Some(bob_welcome.you), "Ada sees who paused");
+    assert_eq!(c.by, Some(bob_welcome.you), "Carol sees who paused");
     check_one_instant(
         "pause from another relay",
         &[
@@ -223,8 +239,10 @@ async fn members_on_three_relays_share_one_room() {
         })
         .await;
     for c in [&mut ada, &mut bob] {
-        c.expect(|m| matches!(m, Message::ChatMessage(m) if m.text == "hello from the third relay"))
-            .await;
+        c.expect(
+            |m| matches!(m, Message::ChatMessage(m) if m.text == "hello from the third relay"),
+        )
+        .await;
     }
 
     // Bob drops and resumes on his own relay: same member, still a co-host, paused.
@@ -251,7 +269,10 @@ async fn members_on_three_relays_share_one_room() {
         .hello_with("Bob", None, Some(bob_welcome.resume_token.clone()))
         .await
         .expect("welcome");
-    assert!(w.resumed && w.you == bob_welcome.you, "resumed on another relay");
+    assert!(
+        w.resumed && w.you == bob_welcome.you,
+        "resumed on another relay"
+    );
     bob.expect(|m| room_state(m).is_some()).await;
     bob.send(Play { req: Some(4) }).await;
     let (a, _) = update(&mut ada, 3).await;

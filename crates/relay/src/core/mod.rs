@@ -8,9 +8,9 @@
 //! delivers its outputs. Pings never reach it: the shells answer them on the spot, so clock
 //! sync measures the network, not this machine's queue.
 
+mod handoff;
 pub mod media;
 pub mod outgoing;
-mod handoff;
 mod room;
 mod snapshot;
 #[cfg(test)]
@@ -37,10 +37,10 @@ use rand::{Rng, SeedableRng};
 
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
+pub use handoff::SessionHandoff;
 pub use media::MediaAllowlist;
 pub use outgoing::Outgoing;
 use room::{Room, STATS_ENTRIES, STATS_EVERY_US};
-pub use handoff::SessionHandoff;
 pub use snapshot::{ImportError, RoomSnapshot, SessionSnapshot};
 
 /// A transport connection, numbered by the shell.

@@ -15,6 +15,11 @@ pub struct RelayProcess {
 impl RelayProcess {
     /// Starts `lockstep serve` on `redis`; waits until it says where it listens.
     pub fn start(redis: &str) -> RelayProcess {
+        Self::start_skewed(redis, 0)
+    }
+
+    /// Like `start`, on a host whose clock is `skew_us` off.
+    pub fn start_skewed(redis: &str, skew_us: i64) -> RelayProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lockstep"))
             .args([
                 "--http",
@@ -31,6 +36,7 @@ impl RelayProcess {
                 "RUST_LOG",
                 std::env::var("LOCKSTEP_TEST_RELAY_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .env("LOCKSTEP_TEST_CLOCK_SKEW_US", skew_us.to_string())
             .stdout(Stdio::piped())
             // The relays' own logs, when asked for (LOCKSTEP_TEST_RELAY_LOG=debug).
             .stderr(if std::env::var_os("LOCKSTEP_TEST_RELAY_LOG").is_some() {
@@ -70,7 +76,6 @@ impl Drop for RelayProcess {
         self.kill();
     }
 }
-
 
 /// Waits until the relay at `addr` lists `peers` other relays, each with a clock estimate.
 pub async fn wait_for_peers(addr: SocketAddr, peers: usize) {
