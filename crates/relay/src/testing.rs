@@ -28,6 +28,11 @@ impl RedisServer {
         server
     }
 
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// `redis://127.0.0.1:port/`.
     pub fn url(&self) -> String {
         format!("redis://{}/", self.addr)

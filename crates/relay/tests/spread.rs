@@ -280,3 +280,147 @@ async fn members_on_three_relays_share_one_room() {
     assert!(!a.timeline.paused && !c.timeline.paused);
     assert_eq!(c.by, Some(bob_welcome.you));
 }
+
+async fn health(addr: SocketAddr) -> serde_json::Value {
+    let (_, body) = support::http_get(addr, "/health").await;
+    serde_json::from_str(&body).unwrap_or_default()
+}
+
+/// The next message matching `pred` within `within` (longer than `expect`'s wait).
+async fn within(c: &mut Client, within: Duration, pred: impl Fn(&Message) -> bool) -> Message {
+    let deadline = Instant::now() + within;
+    loop {
+        assert!(Instant::now() < deadline, "not within {within:?}");
+        if let Some(support::Received::Message { message, .. }) = c.next().await
+            && pred(&message)
+        {
+            return message;
+        }
+    }
+}
+
+/// Resumes `token` on the relay at `at`, retrying while the relay cannot place the session
+/// yet (a fresh session instead), as a client with backoff would.
+async fn resume(at: SocketAddr, name: &str, token: &str, you: u32) -> (Client, RoomState) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(Instant::now() < deadline, "{name} never resumed");
+        let mut c = Client::websocket_at(at, false).await;
+        let w = c
+            .hello_with(name, None, Some(token.to_string()))
+            .await
+            .expect("welcome");
+        if w.resumed {
+            assert_eq!(w.you, you, "{name} is the same member");
+            let s = c.expect(|m| room_state(m).is_some()).await;
+            return (c, room_state(&s).unwrap().clone());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_cut_off_from_redis_loses_its_room_cleanly_and_its_members_follow_it() {
+    let redis = RedisServer::start();
+    let line = support::cut::CuttableLink::start(redis.addr()).await;
+    let other = RelayProcess::start(&redis.url());
+    let cut_off = RelayProcess::start(&line.redis_url());
+    wait_for_peers(other.http, 1).await;
+    wait_for_peers(cut_off.http, 1).await;
+
+    // Ada hosts a room on the relay about to be cut off; Bob joins it through the other.
+    let mut ada = Client::websocket_at(cut_off.http, false).await;
+    let ada_welcome = ada.hello("Ada").await;
+    ada.send(CreateRoom {
+        req: Some(1),
+        name: "Cut".into(),
+        password: None,
+        media: None,
+        mode: PolicyMode::Host,
+        options: None,
+    })
+    .await;
+    let created = ada.expect(|m| room_state(m).is_some()).await;
+    let room = room_state(&created).unwrap().room.id.clone();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (mut bob, bob_welcome) = join(other.http, "Bob", room.as_str()).await;
+    ada.send(SetRole {
+        req: None,
+        member: bob_welcome.you,
+        role: Role::Cohost,
+    })
+    .await;
+    for c in [&ada, &bob] {
+        c.send(Ready {
+            req: None,
+            ready: true,
+            wait_for_me: true,
+        })
+        .await;
+    }
+    ada.send(Play { req: Some(2) }).await;
+    let (playing, _) = update(&mut bob, 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The line to Redis is cut: the relay keeps serving Ada's room and says why in /health.
+    line.cut();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = health(cut_off.http).await;
+        if h["backplane"]["connected"] == false {
+            assert_eq!(h["status"], "degraded", "{h}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never noticed the cut: {h}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Bob's relay can no longer reach the room: he is told to come back at once…
+    let Message::GoingAway(g) = within(&mut bob, Duration::from_secs(10), |m| {
+        matches!(m, Message::GoingAway(_))
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(g.reconnect_after_ms, 0);
+    assert_eq!(g.room.as_ref(), Some(&room));
+    drop(bob);
+    // … and resuming, finds the room taken over by his relay: host, role and timeline kept.
+    let (bob, state) = resume(
+        other.http,
+        "Bob",
+        &bob_welcome.resume_token,
+        bob_welcome.you,
+    )
+    .await;
+    assert_eq!(state.room.host, Some(ada_welcome.you));
+    assert_eq!(state.timeline.seq, playing.timeline.seq);
+    assert!(!state.timeline.paused);
+    bob.send(Pause { req: Some(3) }).await;
+
+    // The line comes back: the cut-off relay finds its room taken and sends Ada after it.
+    line.restore();
+    let Message::GoingAway(g) = within(&mut ada, Duration::from_secs(20), |m| {
+        matches!(m, Message::GoingAway(_))
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(g.room.as_ref(), Some(&room));
+    drop(ada);
+    // Ada resumes on her own relay, which carries her to the room's new home.
+    let (_ada, state) = resume(
+        cut_off.http,
+        "Ada",
+        &ada_welcome.resume_token,
+        ada_welcome.you,
+    )
+    .await;
+    assert_eq!(state.room.id, room);
+    assert!(
+        state.timeline.paused,
+        "Bob's pause, made while she was cut off"
+    );
+    assert_eq!(state.room.host, Some(ada_welcome.you), "still the host");
+}

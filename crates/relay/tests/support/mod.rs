@@ -9,6 +9,7 @@
     clippy::panic
 )]
 
+pub mod cut;
 pub mod process;
 pub mod python;
 
