@@ -358,6 +358,7 @@ pub async fn start(config: Config) -> Result<Relay, StartError> {
         backplane::AnyBackplane::Redis(_) => {
             let pending = Arc::new(persist::Pending::default());
             tasks.push(tokio::spawn(persist::write(
+                id.clone(),
                 pending.clone(),
                 backplane.clone(),
                 member_id_block,

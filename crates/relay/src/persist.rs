@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use lockstep_proto::message::RoomId;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tokio::sync::{Notify, watch};
 
 use crate::backplane::{AnyBackplane, Backplane, CasOutcome};
 use crate::cluster::NAMESPACE;
@@ -70,16 +71,57 @@ struct Entry {
 
 /// Snapshots waiting to be written: the newest per room (`None`: the room is gone); and the
 /// version this relay last wrote of each room it holds.
-#[derive(Debug, Default)]
+///
+/// Generations tell the core when to acknowledge: each pass that hands over changes is a new
+/// generation, and the writer says which generation is stored entirely. An `ack` waits for
+/// the generation of the pass that made it (nothing acknowledged is lost with the relay),
+/// unless the backplane is failing: then rooms are served from memory, and acks go out at
+/// once.
+#[derive(Debug)]
 pub struct Pending {
     rooms: Mutex<BTreeMap<RoomId, Option<Entry>>>,
     notify: Notify,
     versions: Mutex<HashMap<RoomId, u64>>,
     /// Redis lost what was stored (it restarted without its data): store every room again.
     resync: std::sync::atomic::AtomicBool,
+    /// The newest generation handed to the writer.
+    submitted: AtomicU64,
+    /// The newest generation stored; also signalled when writes start failing.
+    stored: watch::Sender<u64>,
+    /// The last write failed (the backplane is away).
+    failing: AtomicBool,
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Pending {
+            rooms: Mutex::default(),
+            notify: Notify::new(),
+            versions: Mutex::default(),
+            resync: AtomicBool::new(false),
+            submitted: AtomicU64::new(0),
+            stored: watch::channel(0).0,
+            failing: AtomicBool::new(false),
+        }
+    }
 }
 
 impl Pending {
+    /// The newest generation handed to the writer: what was changed so far.
+    pub fn generation(&self) -> u64 {
+        self.submitted.load(Ordering::Acquire)
+    }
+
+    /// Whether generation `g` is stored, or writes are failing (nothing can be stored now).
+    pub fn settled(&self, g: u64) -> bool {
+        *self.stored.borrow() >= g || self.failing.load(Ordering::Acquire)
+    }
+
+    /// Changes when a generation is stored or writes start failing.
+    pub fn watch_stored(&self) -> watch::Receiver<u64> {
+        self.stored.subscribe()
+    }
+
     /// This relay took the room over by writing `version` itself: it stores it from now on.
     pub fn adopt(&self, id: RoomId, version: u64) {
         if let Ok(mut v) = self.versions.lock() {
@@ -117,6 +159,11 @@ impl Snapshotter {
             pending,
             last: HashMap::new(),
         }
+    }
+
+    /// What the snapshots go to.
+    pub fn pending(&self) -> &Arc<Pending> {
+        &self.pending
     }
 
     /// Looks at the rooms the core touched (every room, after a resync); hands on those that
@@ -174,6 +221,7 @@ impl Snapshotter {
         }
         if let Ok(mut rooms) = self.pending.rooms.lock() {
             rooms.extend(changed);
+            self.pending.submitted.fetch_add(1, Ordering::AcqRel);
         }
         self.pending.notify.notify_one();
     }
@@ -182,6 +230,7 @@ impl Snapshotter {
 /// Writes what is pending, newest first per room, until the relay stops; keeps the resume
 /// index in step. `member_id_block` is re-asserted if Redis lost its data.
 pub async fn write(
+    relay_id: String,
     pending: Arc<Pending>,
     backplane: Arc<AnyBackplane>,
     member_id_block: u32,
@@ -212,10 +261,12 @@ pub async fn write(
                 continue;
             }
         }
-        let batch = match pending.rooms.lock() {
-            Ok(mut rooms) => std::mem::take(&mut *rooms),
+        let (batch, generation) = match pending.rooms.lock() {
+            Ok(mut rooms) => (std::mem::take(&mut *rooms), pending.generation()),
             Err(_) => return,
         };
+        // Whether all of the batch is stored (or settled another way).
+        let mut complete = true;
         let mut batch = batch.into_iter();
         while let Some((id, entry)) = batch.next() {
             let key = room_key(&id);
@@ -241,6 +292,7 @@ pub async fn write(
                 .await
             {
                 Ok(CasOutcome::Written(v)) => {
+                    pending.failing.store(false, Ordering::Release);
                     pending.set_version(&id, Some(v));
                     lost.remove(&id);
                     let now: HashSet<String> = entry.tokens.iter().cloned().collect();
@@ -283,6 +335,22 @@ pub async fn write(
                     if let Ok(mut rooms) = pending.rooms.lock() {
                         rooms.entry(id).or_insert(Some(entry));
                     }
+                    complete = false;
+                    pending.notify.notify_one();
+                }
+                Ok(CasOutcome::Conflict(v)) if written_by(&backplane, &key, &relay_id).await => {
+                    // Our own write, whose answer was lost with a connection (Redis ran it):
+                    // carry on from its version.
+                    tracing::debug!(
+                        room = id.as_str(),
+                        version = v,
+                        "own write landed unanswered"
+                    );
+                    pending.set_version(&id, Some(v));
+                    if let Ok(mut rooms) = pending.rooms.lock() {
+                        rooms.entry(id).or_insert(Some(entry));
+                    }
+                    complete = false;
                     pending.notify.notify_one();
                 }
                 Ok(CasOutcome::Conflict(v)) => {
@@ -300,6 +368,10 @@ pub async fn write(
                     // Redis away: keep this and the rest for later (unless newer ones came
                     // meanwhile), and try again shortly.
                     tracing::debug!(room = id.as_str(), error = %e, "rooms not stored yet");
+                    complete = false;
+                    // Acks stop waiting: rooms are served from memory until Redis is back.
+                    pending.failing.store(true, Ordering::Release);
+                    pending.stored.send_modify(|_| {});
                     if let Ok(mut rooms) = pending.rooms.lock() {
                         rooms.entry(id).or_insert(Some(entry));
                         for (id, entry) in batch.by_ref() {
@@ -311,5 +383,17 @@ pub async fn write(
                 }
             }
         }
+        if complete {
+            pending.stored.send_modify(|g| *g = (*g).max(generation));
+        }
+    }
+}
+
+/// Whether the record at `key` names `relay_id` as the room's home (a relay that took the room
+/// over writes its own id).
+async fn written_by(backplane: &AnyBackplane, key: &str, relay_id: &str) -> bool {
+    match backplane.load(key).await {
+        Ok(Some(record)) => StoredRoom::decode(&record.value).is_some_and(|s| s.home == relay_id),
+        _ => false,
     }
 }

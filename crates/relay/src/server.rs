@@ -274,45 +274,124 @@ pub async fn run_core(
     shared: Arc<Shared>,
 ) {
     let mut queues = Sinks::default();
+    let mut hold = snapshots
+        .as_ref()
+        .map(|s| HeldAcks::new(s.pending().clone()));
+    let mut stored = snapshots.as_ref().map(|s| s.pending().watch_stored());
     loop {
-        let deadline = core.poll_timeout().map(|t| clock.instant(t));
-        let event = match deadline {
-            Some(at) => tokio::select! {
-                event = events.recv() => match event {
-                    Some(e) => Some(e),
-                    None => break,
-                },
-                () = tokio::time::sleep_until(at.into()) => None,
-            },
-            None => match events.recv().await {
+        let timer = core.poll_timeout().map(|t| clock.instant(t));
+        let held_until = hold.as_ref().and_then(HeldAcks::deadline);
+        let wake = match (timer, held_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let waiting = hold.as_ref().is_some_and(|h| !h.queue.is_empty());
+        let event = tokio::select! {
+            event = events.recv() => match event {
                 Some(e) => Some(e),
                 None => break,
             },
+            () = sleep_until(wake) => None,
+            // A generation stored (or writes failing): held acks may go.
+            _ = changed(&mut stored), if waiting => None,
         };
         let now = clock.now();
-        match event {
-            None => core.handle_timeout(now),
-            Some(event) => {
-                handle(&mut core, &mut queues, event, now);
-                // Take what else is waiting before dispatching: one pass of outputs per batch.
-                for _ in 0..256 {
-                    match events.try_recv() {
-                        Ok(event) => handle(&mut core, &mut queues, event, now),
-                        Err(_) => break,
-                    }
+        if let Some(event) = event {
+            handle(&mut core, &mut queues, event, now);
+            // Take what else is waiting before dispatching: one pass of outputs per batch.
+            for _ in 0..256 {
+                match events.try_recv() {
+                    Ok(event) => handle(&mut core, &mut queues, event, now),
+                    Err(_) => break,
                 }
             }
         }
         if core.poll_timeout().is_some_and(|t| t <= now) {
             core.handle_timeout(now);
         }
-        dispatch(&mut core, &mut queues, shared.tunnels.get(), now);
-        match &mut snapshots {
-            Some(s) => s.after_pass(&mut core),
-            None => {
-                core.take_touched_rooms();
+        // Snapshot first: this pass's acks wait for this pass's generation.
+        after_pass(&mut snapshots, &mut core);
+        if let (Some(h), Some(s)) = (&mut hold, &snapshots) {
+            h.generation = s.pending().generation();
+        }
+        dispatch(
+            &mut core,
+            &mut queues,
+            shared.tunnels.get(),
+            now,
+            hold.as_mut(),
+        );
+        // What closing tunnelled members changed.
+        after_pass(&mut snapshots, &mut core);
+    }
+}
+
+fn after_pass(snapshots: &mut Option<crate::persist::Snapshotter>, core: &mut RelayCore) {
+    match snapshots {
+        Some(s) => s.after_pass(core),
+        None => {
+            core.take_touched_rooms();
+        }
+    }
+}
+
+async fn sleep_until(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn changed(stored: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    match stored {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
             }
         }
+        None => std::future::pending().await,
+    }
+}
+
+/// Longest an `ack` waits for its change to be stored (Redis slow, not failing).
+const MAX_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Acks waiting until the changes they confirm are stored in Redis: a member told "done"
+/// keeps what it did if this relay dies the next moment.
+#[derive(Debug)]
+struct HeldAcks {
+    pending: Arc<crate::persist::Pending>,
+    /// The generation this pass's acks wait for.
+    generation: u64,
+    queue:
+        std::collections::VecDeque<(u64, std::time::Instant, ConnId, Arc<crate::core::Outgoing>)>,
+}
+
+impl HeldAcks {
+    fn new(pending: Arc<crate::persist::Pending>) -> Self {
+        HeldAcks {
+            pending,
+            generation: 0,
+            queue: std::collections::VecDeque::new(),
+        }
+    }
+
+    fn deadline(&self) -> Option<std::time::Instant> {
+        self.queue.front().map(|(_, at, _, _)| *at + MAX_HOLD)
+    }
+
+    /// The acks that may go now, oldest first.
+    fn release(&mut self) -> Vec<(ConnId, Arc<crate::core::Outgoing>)> {
+        let mut out = Vec::new();
+        while let Some((g, at, _, _)) = self.queue.front() {
+            if !(self.pending.settled(*g) || at.elapsed() >= MAX_HOLD) {
+                break;
+            }
+            if let Some((_, _, to, m)) = self.queue.pop_front() {
+                out.push((to, m));
+            }
+        }
+        out
     }
 }
 
@@ -324,29 +403,53 @@ struct Sinks {
     remote: HashMap<ConnId, crate::tunnel::RemoteRoute>,
 }
 
-/// Hands the core's outputs to the queues (and the tunnels); a tunnelled member whose route
-/// closes or overflows is closed in the core, which may say more: bounded rounds.
+type RemoteBatch = Vec<(crate::tunnel::RemoteRoute, Arc<crate::core::Outgoing>)>;
+
+fn deliver(
+    sinks: &mut Sinks,
+    to: ConnId,
+    message: Arc<crate::core::Outgoing>,
+    remote: &mut RemoteBatch,
+) {
+    if let Some(q) = sinks.local.get(&to) {
+        if !q.push(message) {
+            // Overflowed: the queue closes the client; forget it here.
+            sinks.local.remove(&to);
+        }
+    } else if let Some(route) = sinks.remote.get(&to) {
+        remote.push((route.clone(), message));
+    }
+}
+
+/// Hands the core's outputs to the queues (and the tunnels), acks through `hold` when the
+/// relay stores rooms; a tunnelled member whose route closes or overflows is closed in the
+/// core, which may say more: bounded rounds.
 fn dispatch(
     core: &mut RelayCore,
     sinks: &mut Sinks,
     tunnels: Option<&Arc<crate::tunnel::Tunnels>>,
     now: lockstep_proto::ServerTime,
+    mut hold: Option<&mut HeldAcks>,
 ) {
-    for _ in 0..4 {
+    for round in 0..4 {
         let mut remote = Vec::new();
         let mut ended = Vec::new();
+        if round == 0
+            && let Some(h) = hold.as_deref_mut()
+        {
+            for (to, message) in h.release() {
+                deliver(sinks, to, message, &mut remote);
+            }
+        }
         while let Some(output) = core.poll_output() {
             match output {
-                Output::Send { to, message } => {
-                    if let Some(q) = sinks.local.get(&to) {
-                        if !q.push(message) {
-                            // Overflowed: the queue closes the client; forget it here.
-                            sinks.local.remove(&to);
-                        }
-                    } else if let Some(route) = sinks.remote.get(&to) {
-                        remote.push((route.clone(), message));
+                Output::Send { to, message } => match hold.as_deref_mut() {
+                    Some(h) if message.kind() == lockstep_proto::MessageType::Ack => {
+                        h.queue
+                            .push_back((h.generation, std::time::Instant::now(), to, message));
                     }
-                }
+                    _ => deliver(sinks, to, message, &mut remote),
+                },
                 Output::Close { conn, reason } => {
                     if let Some(q) = sinks.local.remove(&conn) {
                         q.close(reason);
@@ -357,6 +460,12 @@ fn dispatch(
                         ended.push(conn);
                     }
                 }
+            }
+        }
+        if let Some(h) = hold.as_deref_mut() {
+            // Acks whose change was stored already (or that changed nothing) go at once.
+            for (to, message) in h.release() {
+                deliver(sinks, to, message, &mut remote);
             }
         }
         if let Some(t) = tunnels

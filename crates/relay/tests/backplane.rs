@@ -476,3 +476,65 @@ async fn a_relay_whose_room_was_taken_sends_its_members_there() {
     let after = lockstep_relay::persist::StoredRoom::decode(&after.value).unwrap();
     assert_eq!(after.home, "another-relay");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_means_the_change_is_stored() {
+    let redis = RedisServer::start();
+    let line = support::cut::CuttableLink::start(redis.addr()).await;
+    let url = line.redis_url();
+    let relay = support::relay(|c| c.redis = Some(url)).await;
+    let mut ada = Client::websocket(&relay, false).await;
+    ada.hello("Ada").await;
+    ada.send(CreateRoom {
+        req: Some(1),
+        name: "Durable".into(),
+        password: None,
+        media: None,
+        mode: PolicyMode::Host,
+        options: None,
+    })
+    .await;
+    let Message::RoomState(state) = ada.expect(|m| matches!(m, Message::RoomState(_))).await else {
+        unreachable!()
+    };
+    let key = lockstep_relay::persist::room_key(&state.room.id);
+    let (reader, _) = backplane(&redis);
+    eventually("stored", Duration::from_secs(3), || async {
+        reader.load(&key).await.ok().flatten().is_some()
+    })
+    .await;
+    let stored_paused = || async {
+        let record = reader.load(&key).await.unwrap().unwrap();
+        let stored = lockstep_relay::persist::StoredRoom::decode(&record.value).unwrap();
+        stored.snapshot.timeline.paused
+    };
+    assert!(stored_paused().await);
+    ada.send(lockstep_proto::message::Ready {
+        req: None,
+        ready: true,
+        wait_for_me: true,
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Redis is slow to answer: the play is applied and announced at once, but not confirmed…
+    line.stall();
+    ada.send(lockstep_proto::message::Play { req: Some(2) })
+        .await;
+    ada.expect(|m| matches!(m, Message::StateUpdate(u) if !u.timeline.paused))
+        .await;
+    ada.expect_none(
+        Duration::from_millis(500),
+        |m| matches!(m, Message::Ack(a) if a.req == 2),
+    )
+    .await;
+    assert!(
+        stored_paused().await,
+        "not stored yet: Redis holds the write"
+    );
+    // … until it is stored: then the ack comes, and Redis has the change.
+    line.unstall();
+    ada.expect(|m| matches!(m, Message::Ack(a) if a.req == 2))
+        .await;
+    assert!(!stored_paused().await, "acknowledged, so stored");
+}
