@@ -189,8 +189,9 @@ impl Inbound {
                 Flow::Continue
             }
             Message::JoinRoom(join) if self.hello_sent && !as_datagram => {
-                if let Some(tunnels) = self.shared.tunnels.get()
-                    && let Some(home) = tunnels.home_of(&join.room).await
+                if let (Some(tunnels), Some(takeover)) =
+                    (self.shared.tunnels.get(), self.shared.takeover.get())
+                    && let Some(home) = takeover.before_join(&join.room).await
                     && let Some(session) = self.export().await
                 {
                     self.away = tunnels

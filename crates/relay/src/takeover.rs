@@ -86,6 +86,29 @@ impl Takeover {
             return Ok(Taken::Nothing);
         };
         let room = RoomId::new(String::from_utf8_lossy(&room).into_owned());
+        self.take_room(room, Some(token)).await
+    }
+
+    /// Where a `join_room` for `room` goes: `Some(home)` when the room is homed on another
+    /// relay that is alive (the join goes through a tunnel); `None` when it is here now (taken
+    /// over if its relay was gone) or unknown (this relay's core answers).
+    pub async fn before_join(&self, room: &str) -> Option<String> {
+        match self.take_room(RoomId::new(room), None).await {
+            Ok(Taken::Elsewhere(home, _)) => Some(home),
+            Ok(Taken::Here(room)) => {
+                tracing::info!(room = room.as_str(), "took over a room whose relay is gone");
+                None
+            }
+            Ok(Taken::Nothing) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "room not taken over");
+                None
+            }
+        }
+    }
+
+    /// Takes `room` over if its relay is gone (for a member holding `token`, if given).
+    async fn take_room(&self, room: RoomId, token: Option<&str>) -> Result<Taken, String> {
         let key = room_key(&room);
         let Some(record) = self.backplane.load(&key).await.map_err(|e| e.to_string())? else {
             return Ok(Taken::Nothing);
@@ -93,11 +116,13 @@ impl Takeover {
         let stored = StoredRoom::decode(&record.value).ok_or("unreadable stored room")?;
         let me = self.cluster.relay_id();
         if stored.home == me
-            || !stored
-                .snapshot
-                .members
-                .iter()
-                .any(|m| m.resume_token == token)
+            || token.is_some_and(|token| {
+                !stored
+                    .snapshot
+                    .members
+                    .iter()
+                    .any(|m| m.resume_token == token)
+            })
         {
             // Ours already, or not the member's room any more.
             return Ok(Taken::Nothing);

@@ -37,7 +37,6 @@ use crate::backplane::{AnyBackplane, Backplane};
 use crate::cluster::wire::PeerMessage;
 use crate::cluster::{Cluster, LISTING_TTL, NAMESPACE};
 use crate::core::{ConnId, Outgoing, SessionHandoff};
-use crate::persist::{StoredRoom, room_key};
 use crate::server::{CoreEvent, Shared};
 
 /// Messages waiting to be published; a relay whose backplane falls this far behind closes
@@ -155,20 +154,6 @@ impl Tunnels {
     }
 
     // --- Member side ---------------------------------------------------------------------
-
-    /// The relay a `join_room` for `room` must go to: `Some` when the room is stored with a
-    /// home that is another relay listed now; `None` when it is here, unknown, or the lookup
-    /// failed (the join then goes to this relay's core, which answers for itself).
-    pub async fn home_of(&self, room: &str) -> Option<String> {
-        let record = self
-            .backplane
-            .load(&room_key(&RoomId::new(room)))
-            .await
-            .ok()??;
-        let stored = StoredRoom::decode(&record.value)?;
-        (stored.home != self.relay_id && self.cluster.is_listed(&stored.home))
-            .then_some(stored.home)
-    }
 
     async fn want_room(&self, room: &RoomId) -> bool {
         let mut subscribed = self.subscribed.lock().await;

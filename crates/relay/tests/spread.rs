@@ -424,3 +424,40 @@ async fn a_relay_cut_off_from_redis_loses_its_room_cleanly_and_its_members_follo
     );
     assert_eq!(state.room.host, Some(ada_welcome.you), "still the host");
 }
+
+#[tokio::test]
+async fn joining_a_room_whose_relay_died_takes_it_over() {
+    let redis = RedisServer::start();
+    let mut home = RelayProcess::start(&redis.url());
+    let other = RelayProcess::start(&redis.url());
+    wait_for_peers(other.http, 1).await;
+    let mut ada = Client::websocket_at(home.http, false).await;
+    let ada_welcome = ada.hello("Ada").await;
+    ada.send(CreateRoom {
+        req: Some(1),
+        name: "Orphan".into(),
+        password: None,
+        media: None,
+        mode: PolicyMode::Host,
+        options: None,
+    })
+    .await;
+    let created = ada.expect(|m| room_state(m).is_some()).await;
+    let room = room_state(&created).unwrap().room.id.clone();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    home.kill();
+    let killed = Instant::now();
+    // Bob joins through the other relay at once: it waits for the dead relay's listing to
+    // lapse, takes the room over and lets him in — Ada still its host, away for now.
+    let (_bob, _) = join(other.http, "Bob", room.as_str()).await;
+    eprintln!("joined {:?} after the kill", killed.elapsed());
+    let (_ada, state) = resume(
+        other.http,
+        "Ada",
+        &ada_welcome.resume_token,
+        ada_welcome.you,
+    )
+    .await;
+    assert_eq!(state.room.host, Some(ada_welcome.you));
+    assert_eq!(state.members.len(), 2);
+}

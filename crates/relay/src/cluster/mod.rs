@@ -46,6 +46,8 @@ pub struct Cluster {
     info: Box<dyn Fn() -> RelayInfo + Send + Sync>,
     state: Mutex<State>,
     tunnels: std::sync::OnceLock<Arc<crate::tunnel::Tunnels>>,
+    /// Woken by every clock reply (for `answers`).
+    replied: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -131,6 +133,7 @@ impl Cluster {
             info: Box::new(info),
             state: Mutex::new(State::default()),
             tunnels: std::sync::OnceLock::new(),
+            replied: tokio::sync::Notify::new(),
         }
     }
 
@@ -150,12 +153,21 @@ impl Cluster {
     /// listed (a relay killed a moment ago stays listed for up to 1.5 s).
     pub async fn answers(&self, id: &str, within: Duration) -> bool {
         let asked = Instant::now();
+        let mut probe_sent = false;
         let probe = PeerMessage::ClockProbe {
             from: self.relay_id.clone(),
             t0: self.now_us(),
         };
-        self.send(id, &probe).await;
+        let deadline = asked + within;
         loop {
+            // Registered before the check, so a reply in between is not missed.
+            let replied = self.replied.notified();
+            tokio::pin!(replied);
+            replied.as_mut().enable();
+            if !probe_sent {
+                self.send(id, &probe).await;
+                probe_sent = true;
+            }
             let heard = self.state.lock().is_ok_and(|state| {
                 state
                     .peers
@@ -166,10 +178,9 @@ impl Cluster {
             if heard {
                 return true;
             }
-            if asked.elapsed() >= within {
+            if tokio::time::timeout_at(deadline, replied).await.is_err() {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -346,6 +357,7 @@ impl Cluster {
                     peer.clock.on_reply(t(t0), t(t1), t(t2), t(arrived));
                     peer.last_heard = Some(Instant::now());
                 }
+                self.replied.notify_waiters();
             }
             tunnel => {
                 if let Some(tunnels) = self.tunnels.get() {
