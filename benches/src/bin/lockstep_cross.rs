@@ -243,6 +243,13 @@ fn health_summary(h: &serde_json::Value) -> serde_json::Value {
     })
 }
 
+/// `/health`'s `echo_ms`, for people.
+fn echo_ms(h: &serde_json::Value) -> String {
+    h["echo_ms"]
+        .as_f64()
+        .map_or_else(|| "?".into(), |v| format!("{v:.3}"))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Clients
 
@@ -256,16 +263,14 @@ struct Client {
     you: MemberId,
 }
 
-/// What one frame from the relay was.
-enum Frame {
-    /// A message, and when its frame arrived.
-    Message(Message, Instant),
-    /// Not a message (a WebSocket ping or pong).
-    Other,
-}
+/// A message from the relay and when its frame arrived.
+type Arrived = (Message, Instant);
 
-/// One frame from the relay; an error when the connection ends or the frame does not decode.
-fn frame(next: Option<std::result::Result<WsMessage, impl std::fmt::Display>>) -> Result<Frame> {
+/// One frame from the relay: a message, or none for a WebSocket ping or pong; an error when the
+/// connection ends or the frame does not decode.
+fn frame(
+    next: Option<std::result::Result<WsMessage, impl std::fmt::Display>>,
+) -> Result<Option<Arrived>> {
     match next {
         None => Err("the connection ended".into()),
         Some(Err(e)) => Err(format!("the connection failed: {e}").into()),
@@ -273,7 +278,7 @@ fn frame(next: Option<std::result::Result<WsMessage, impl std::fmt::Display>>) -
             let at = Instant::now();
             let m = decode(&b, Encoding::MessagePack, limits::MAX_RELAY_FRAME)
                 .map_err(|e| format!("undecodable message from the relay: {e}"))?;
-            Ok(Frame::Message(m, at))
+            Ok(Some((m, at)))
         }
         Some(Ok(WsMessage::Close(c))) => Err(format!(
             "the relay closed the connection: {}",
@@ -281,7 +286,7 @@ fn frame(next: Option<std::result::Result<WsMessage, impl std::fmt::Display>>) -
         )
         .into()),
         Some(Ok(WsMessage::Text(_))) => Err("a text frame from the relay".into()),
-        Some(Ok(_)) => Ok(Frame::Other),
+        Some(Ok(_)) => Ok(None),
     }
 }
 
@@ -327,7 +332,9 @@ impl Client {
 
     async fn send(&mut self, m: impl Into<Message>) -> Result<()> {
         let bytes = encode(&m.into(), Encoding::MessagePack)?;
-        self.sink.send(WsMessage::Binary(bytes.into())).await?;
+        tokio::time::timeout(STEP, self.sink.send(WsMessage::Binary(bytes.into())))
+            .await
+            .map_err(|_| "sending to the relay timed out")??;
         Ok(())
     }
 
@@ -342,7 +349,7 @@ impl Client {
             let next = tokio::time::timeout_at(deadline, self.stream.next())
                 .await
                 .map_err(|_| "timed out waiting for the relay")?;
-            if let Frame::Message(m, _) = frame(next)? {
+            if let Some((m, _)) = frame(next)? {
                 if let Message::Error(e) = &m {
                     return Err(format!("error {}: {}", e.code.name(), e.message).into());
                 }
@@ -502,8 +509,8 @@ async fn drive_host(
     // Commands sent and not yet seen applied or refused, oldest first.
     let mut pending: VecDeque<usize> = VecDeque::new();
     let you = host.you;
-    let mut see = |run: &mut HostRun, pending: &mut VecDeque<usize>, f: Frame| {
-        let Frame::Message(m, at) = f else { return };
+    let see = |run: &mut HostRun, pending: &mut VecDeque<usize>, f: Option<Arrived>| {
+        let Some((m, at)) = f else { return };
         match m {
             Message::Error(e) => {
                 let Some(k) = e.req else { return };
@@ -591,7 +598,7 @@ async fn member_loop(
                     c.send(Ping { seq: pings, t0: 0 }).await?;
                 }
                 next = c.stream.next() => {
-                    if let Frame::Message(Message::StateUpdate(u), at) = frame(next)?
+                    if let Some((Message::StateUpdate(u), at)) = frame(next)?
                         && u.reason != TimelineReason::Repeat
                     {
                         run.deliveries.push((u.timeline.seq, at));
@@ -605,7 +612,7 @@ async fn member_loop(
     if let Err(e) = result {
         run.error = Some(e.to_string());
     }
-    let _ = c.sink.close().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), c.sink.close()).await;
     run
 }
 
@@ -651,7 +658,7 @@ impl Group {
             .unwrap_or(u64::MAX)
             .max(1);
         // Beyond a minute is clamped to a minute (never expected).
-        let _ = self.latency.saturating_record(us);
+        self.latency.saturating_record(us);
         self.received += 1;
     }
 
@@ -745,7 +752,10 @@ async fn run(cli: Cli) -> Result<()> {
     let health_before = [health(home.http).await?, health(other.http).await?];
     eprintln!(
         "relays: home {} and other {} on {url}; echo through Redis {} / {} ms",
-        home.http, other.http, health_before[0]["echo_ms"], health_before[1]["echo_ms"]
+        home.http,
+        other.http,
+        echo_ms(&health_before[0]),
+        echo_ms(&health_before[1])
     );
 
     eprintln!(
@@ -894,7 +904,8 @@ async fn run(cli: Cli) -> Result<()> {
     );
     println!(
         "Redis echo (relay /health echo_ms): home {} ms, other {} ms",
-        health_after[0]["echo_ms"], health_after[1]["echo_ms"]
+        echo_ms(&health_after[0]),
+        echo_ms(&health_after[1])
     );
     println!();
     println!(
