@@ -176,6 +176,8 @@ export class LockstepClient extends Emitter<ClientEvents> {
   private lastStats = 0;
   private ticker?: ReturnType<typeof setInterval>;
   private reconnectTimer?: ReturnType<typeof setTimeout>;
+  /** The last connection reached a relay that ended it before the welcome. */
+  private turnedAway = false;
   private closedByUser = false;
   private config?: RelayConfig;
 
@@ -268,12 +270,26 @@ export class LockstepClient extends Emitter<ClientEvents> {
       `${this.relayUrl.replace(/^http/, 'ws')}/ws`;
     const wtUrl = this.options.webTransportUrl ?? config?.webtransport?.url;
     const hashes = this.options.certificateHashes ?? config?.webtransport?.certificate_hashes ?? [];
+    const pinned = Boolean(this.options.webSocketUrl || this.options.webTransportUrl);
+    if (this.turnedAway && !pinned) {
+      // The relay reached last time could not place the session (cut off from the relays
+      // that hold it): the others it listed come first.
+      for (const other of config?.relays ?? []) {
+        try {
+          const transport = await this.openAt(other.webtransport?.url, other.websocket.url, other.webtransport?.certificate_hashes ?? [], handlers);
+          this.log(`connected to another relay of the room (${other.id})`);
+          return transport;
+        } catch (err) {
+          this.log(`relay ${other.id} cannot be reached (${(err as Error).message})`);
+        }
+      }
+    }
     try {
       return await this.openAt(wtUrl, wsUrl, hashes, handlers);
     } catch (e) {
       // The relay is gone: its rooms move to the other relays it listed, where the resume
       // token finds them. (Not when the page pinned its own URLs.)
-      const others = reachable || this.options.webSocketUrl || this.options.webTransportUrl ? [] : config?.relays ?? [];
+      const others = reachable || pinned ? [] : config?.relays ?? [];
       for (const other of others) {
         try {
           const transport = await this.openAt(other.webtransport?.url, other.websocket.url, other.webtransport?.certificate_hashes ?? [], handlers);
@@ -358,9 +374,12 @@ export class LockstepClient extends Emitter<ClientEvents> {
         this.setConnection({ phase: 'refused', detail: `${err.code}: ${err.message}` });
         throw err;
       }
+      // Reached, but not welcomed: next time the other relays come first.
+      this.turnedAway = true;
       transport.close(err.message);
       throw err;
     }
+    this.turnedAway = false;
     const wasInRoom = this.room;
     this.you = w.you;
     this.name = w.name;

@@ -146,17 +146,22 @@ async fn manage(
     // cannot be reached (its rooms move there, and the resume token finds them).
     let mut alternates: Vec<Endpoints> = Vec::new();
     let mut backoff = Duration::from_millis(250);
+    // The last connection ended before its welcome: that relay cannot place the session now
+    // (it may be cut off from the others), so the others are tried first.
+    let mut turned_away = false;
     loop {
         let mut welcomed = false;
         let ended = session(
             &options,
             &mut resume,
             &mut alternates,
+            turned_away,
             &mut welcomed,
             &mut out,
             &events,
         )
         .await;
+        turned_away = !welcomed;
         if welcomed {
             backoff = Duration::from_millis(250);
         }
@@ -193,11 +198,14 @@ async fn session(
     options: &ConnectOptions,
     resume: &mut Option<String>,
     alternates: &mut Vec<Endpoints>,
+    others_first: bool,
     welcomed: &mut bool,
     out: &mut mpsc::Receiver<Message>,
     events: &mpsc::Sender<ConnectionEvent>,
 ) -> Result<(), Ending> {
-    let mut link = connect(options, alternates).await.map_err(Retry)?;
+    let mut link = connect(options, alternates, others_first)
+        .await
+        .map_err(Retry)?;
     link.tx
         .send(
             Hello {
@@ -324,29 +332,41 @@ async fn endpoints(options: &ConnectOptions) -> (Endpoints, Vec<Endpoints>) {
     (e, others)
 }
 
-/// Connects to the relay, or when it cannot be reached, to one of the others it listed last.
+/// Connects to the relay, or when it cannot be reached, to one of the others it listed last;
+/// `others_first`: the others before it (it turned the last connection away).
 async fn connect(
     options: &ConnectOptions,
     alternates: &mut Vec<Endpoints>,
+    others_first: bool,
 ) -> Result<Link, String> {
     let (e, others) = endpoints(options).await;
     if !others.is_empty() {
         *alternates = others;
     }
-    let why = match connect_to(options, e).await {
-        Ok(link) => return Ok(link),
-        Err(why) => why,
-    };
-    for other in alternates.iter() {
+    if !others_first || alternates.is_empty() {
+        let why = match connect_to(options, e).await {
+            Ok(link) => return Ok(link),
+            Err(why) => why,
+        };
+        return connect_to_others(options, alternates).await.ok_or(why);
+    }
+    match connect_to_others(options, alternates).await {
+        Some(link) => Ok(link),
+        None => connect_to(options, e).await,
+    }
+}
+
+async fn connect_to_others(options: &ConnectOptions, alternates: &[Endpoints]) -> Option<Link> {
+    for other in alternates {
         match connect_to(options, other.clone()).await {
             Ok(link) => {
                 tracing::info!(relay = ?other.websocket, "connected to another relay of the room");
-                return Ok(link);
+                return Some(link);
             }
-            Err(e) => tracing::debug!(error = %e, "another relay cannot be reached either"),
+            Err(e) => tracing::debug!(error = %e, "another relay cannot be reached"),
         }
     }
-    Err(why)
+    None
 }
 
 async fn connect_to(options: &ConnectOptions, e: Endpoints) -> Result<Link, String> {

@@ -274,3 +274,98 @@ async fn http_get_json(addr: std::net::SocketAddr, path: &str) -> serde_json::Va
     let json = body.split("\r\n\r\n").nth(1).unwrap_or_default();
     serde_json::from_str(json).unwrap_or_default()
 }
+
+/// A relay cut off from Redis cannot place a resuming session (it may be on another relay): it
+/// turns the client away, and the SDK goes to the other relays it was given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejoins_through_another_relay_when_its_relay_is_cut_off() {
+    use lockstep_proto::message::{CreateRoom, JoinRoom, PolicyMode};
+    let redis = lockstep_relay::testing::RedisServer::start();
+    let line = lockstep_relay::testing::CuttableLink::start(redis.addr()).await;
+    let config = |url: String| Config {
+        http: "127.0.0.1:0".parse().unwrap(),
+        webtransport: "127.0.0.1:0".parse().unwrap(),
+        redis: Some(url),
+        ..Config::default()
+    };
+    let home = lockstep_relay::start(config(redis.url())).await.unwrap();
+    let cut_off = lockstep_relay::start(config(line.redis_url()))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = http_get_json(home.http_addr(), "/api/config").await;
+        let b = http_get_json(cut_off.http_addr(), "/api/config").await;
+        let listed = |c: &serde_json::Value| c["relays"].as_array().is_some_and(|r| !r.is_empty());
+        if listed(&a) && listed(&b) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the relays never met");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The room is on `home`; this client joins it through `cut_off`.
+    let mut host = Connection::start(options(&home, TransportChoice::Websocket));
+    while !matches!(
+        next_event(&mut host, 10).await,
+        ConnectionEvent::Connected { .. }
+    ) {}
+    host.send(CreateRoom {
+        req: Some(1),
+        name: "Far".into(),
+        password: None,
+        media: None,
+        mode: PolicyMode::Host,
+        options: None,
+    })
+    .await;
+    let room = loop {
+        if let ConnectionEvent::Message(Message::RoomState(s)) = next_event(&mut host, 5).await {
+            break s.room.id;
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut conn = Connection::start(options(&cut_off, TransportChoice::Websocket));
+    let you = loop {
+        if let ConnectionEvent::Connected { welcome, .. } = next_event(&mut conn, 10).await {
+            break welcome.you;
+        }
+    };
+    conn.send(JoinRoom {
+        req: Some(1),
+        room: room.as_str().into(),
+        password: None,
+    })
+    .await;
+    loop {
+        if let ConnectionEvent::Message(Message::RoomState(s)) = next_event(&mut conn, 5).await {
+            assert_eq!(s.room.id, room);
+            break;
+        }
+    }
+
+    line.cut();
+    // Told to come back, turned away by its own relay, back in the room through the other one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let resumed = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never back through the other relay"
+        );
+        if let ConnectionEvent::Connected { welcome, .. } = next_event(&mut conn, 20).await {
+            break welcome;
+        }
+    };
+    assert!(resumed.resumed, "{resumed:?}");
+    assert_eq!(resumed.you, you);
+    let state = loop {
+        if let ConnectionEvent::Message(Message::RoomState(s)) = next_event(&mut conn, 5).await {
+            break s;
+        }
+    };
+    assert_eq!(state.room.id, room);
+    assert!(state.members.iter().any(|m| m.id == you));
+    drop(line);
+    cut_off.shutdown().await;
+    home.shutdown().await;
+}

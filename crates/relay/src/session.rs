@@ -16,6 +16,7 @@ use crate::core::{ConnId, Outgoing, SessionIdentity};
 use crate::limits::{Strikes, TokenBucket};
 use crate::metrics::LimitClass;
 use crate::server::{CoreEvent, Shared};
+use crate::takeover::ResumeAt;
 
 /// What the transport does after a message.
 #[derive(Debug)]
@@ -148,21 +149,38 @@ impl Inbound {
                     .message_in(lockstep_proto::MessageType::Hello);
                 // A member whose relay is gone: its room comes here first. A member whose
                 // room is on another relay that is alive: its session is there.
-                if let (Some(token), Some(takeover)) = (&hello.resume, self.shared.takeover.get())
-                    && let Some((home, room)) = takeover.before_resume(token).await
-                    && let Some(tunnels) = self.shared.tunnels.get()
-                {
-                    self.away = tunnels
-                        .open_resume(
-                            self.conn,
-                            self.transport,
-                            &home,
-                            &room,
-                            hello.clone().into(),
-                        )
-                        .await;
-                    if self.away {
-                        return Flow::Continue;
+                if let (Some(token), Some(takeover), Some(tunnels)) = (
+                    &hello.resume,
+                    self.shared.takeover.get(),
+                    self.shared.tunnels.get(),
+                ) {
+                    match takeover.before_resume(token).await {
+                        ResumeAt::Here => {}
+                        ResumeAt::Elsewhere(home, room) => {
+                            self.away = tunnels
+                                .open_resume(
+                                    self.conn,
+                                    self.transport,
+                                    &home,
+                                    &room,
+                                    hello.clone().into(),
+                                )
+                                .await;
+                            if self.away {
+                                return Flow::Continue;
+                            }
+                        }
+                        ResumeAt::Unknowable => {
+                            // A fresh session here would lose the member's room for good:
+                            // it comes back later, or to another relay (the clients try the
+                            // others when a relay turns them away before the welcome).
+                            self.refuse(
+                                "this relay cannot reach the other relays now: \
+                                 reconnect later or to another relay",
+                            )
+                            .await;
+                            return Flow::Continue;
+                        }
                     }
                 }
                 let identity = authenticate(&self.shared, hello.token.as_deref());
@@ -285,6 +303,27 @@ impl Inbound {
         } else {
             Flow::Continue
         }
+    }
+
+    /// Tells the client why it cannot stay (a fatal error), then closes the connection (in
+    /// the core's order: the error is sent first).
+    async fn refuse(&self, message: &str) {
+        let error = Message::Error(lockstep_proto::message::ErrorMessage {
+            req: None,
+            code: ErrorCode::Internal,
+            message: message.to_string(),
+            fatal: true,
+        });
+        self.send(CoreEvent::Deliver {
+            conns: vec![self.conn],
+            message: Arc::new(Outgoing::new(error)),
+        })
+        .await;
+        self.send(CoreEvent::CloseConn {
+            conn: self.conn,
+            reason: "resume refused: Redis unreachable".into(),
+        })
+        .await;
     }
 
     /// Takes the session out of this relay's core, to move it to the room's home.

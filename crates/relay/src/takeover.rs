@@ -50,20 +50,22 @@ impl Takeover {
     }
 
     /// A hello with `token` is about to reach the core: take the token's room over first if
-    /// its relay is gone. `Some((home, room))`: the room's relay is alive elsewhere, and the
-    /// session is there (the hello goes through a tunnel). Failures only mean the member starts
-    /// afresh; they are logged.
-    pub async fn before_resume(&self, token: &str) -> Option<(String, RoomId)> {
+    /// its relay is gone. Failures only mean the member starts afresh; they are logged.
+    pub async fn before_resume(&self, token: &str) -> ResumeAt {
         match self.take(token).await {
             Ok(Taken::Here(room)) => {
                 tracing::info!(room = room.as_str(), "took over a room whose relay is gone");
-                None
+                ResumeAt::Here
             }
-            Ok(Taken::Elsewhere(home, room)) => Some((home, room)),
-            Ok(Taken::Nothing) => None,
+            Ok(Taken::Elsewhere(home, room)) => ResumeAt::Elsewhere(home, room),
+            Ok(Taken::Nothing) => ResumeAt::Here,
+            Err(e) if !self.backplane.health().connected => {
+                tracing::info!(error = %e, "resume token unknown here and Redis unreachable");
+                ResumeAt::Unknowable
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "room not taken over");
-                None
+                ResumeAt::Here
             }
         }
     }
@@ -76,6 +78,10 @@ impl Takeover {
             .map_err(|_| "relay stopping")?;
         if rx.await.map_err(|_| "relay stopping")? {
             return Ok(Taken::Nothing);
+        }
+        if !self.backplane.health().connected {
+            // Do not wait on a Redis that is away (the client waits for its welcome).
+            return Err("Redis unreachable".into());
         }
         let Some(room) = self
             .backplane
@@ -109,6 +115,9 @@ impl Takeover {
 
     /// Takes `room` over if its relay is gone (for a member holding `token`, if given).
     async fn take_room(&self, room: RoomId, token: Option<&str>) -> Result<Taken, String> {
+        if !self.backplane.health().connected {
+            return Err("Redis unreachable".into());
+        }
         let key = room_key(&room);
         let Some(record) = self.backplane.load(&key).await.map_err(|e| e.to_string())? else {
             return Ok(Taken::Nothing);
@@ -183,6 +192,18 @@ impl Takeover {
             .map(Taken::Here)
             .map_err(|e| e.to_string())
     }
+}
+
+/// Where a resuming member's session is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumeAt {
+    /// Here (or nowhere: the member starts afresh here).
+    Here,
+    /// On that relay, in that room: the hello goes through a tunnel.
+    Elsewhere(String, RoomId),
+    /// The token is not known here, and Redis, which would tell, cannot be reached: the
+    /// session may well exist elsewhere, so the member must not be given a fresh one here.
+    Unknowable,
 }
 
 /// What became of a resuming member's room.

@@ -43,6 +43,9 @@ use crate::server::{CoreEvent, Shared};
 /// the tunnels that overflow (their members resume and get the room afresh).
 const OUTBOX: usize = 16_384;
 
+/// How often tunnels are checked (their relays listed, the backplane still there).
+const CHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Biggest message carried through a tunnel (a `room_state` of a big room is the largest).
 const MAX_TUNNELLED: usize = 1 << 20;
 
@@ -130,7 +133,7 @@ impl Tunnels {
                 }
             }
         });
-        Arc::new(Tunnels {
+        let tunnels = Arc::new(Tunnels {
             relay_id: cluster.relay_id().to_string(),
             backplane,
             cluster,
@@ -139,7 +142,21 @@ impl Tunnels {
             outbox,
             state: Mutex::new(State::default()),
             subscribed: tokio::sync::Mutex::new(HashSet::new()),
-        })
+        });
+        // Its own timer: the cluster's rounds wait on Redis, which is what may be gone.
+        let weak = Arc::downgrade(&tunnels);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(CHECK);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let Some(tunnels) = weak.upgrade() else {
+                    return;
+                };
+                tunnels.tick().await;
+            }
+        });
+        tunnels
     }
 
     fn post(&self, to: &str, message: &PeerMessage) -> bool {
@@ -608,17 +625,23 @@ impl Tunnels {
         }
     }
 
-    /// Twice a second: ends tunnels whose other side is gone (or whose messages may have been
+    /// Four times a second: ends tunnels whose other side is gone (or whose messages may have been
     /// lost with the backplane), and leaves room channels no longer needed.
     pub async fn tick(&self) {
         let health = self.backplane.health();
-        let lost = {
+        // Member side: while the backplane is away, or once it was lost even briefly, what
+        // the home sent may be missing: members come back and get the room afresh. Home side:
+        // the same members' relays are told once the backplane is back (they could not hear
+        // it before); routes of relays no longer listed just close.
+        let (away_lost, routes_lost) = {
             let Ok(mut state) = self.state.lock() else {
                 return;
             };
-            let lost = !health.connected || health.disconnects != state.disconnects;
-            state.disconnects = health.disconnects;
-            lost
+            let changed = health.disconnects != state.disconnects;
+            if health.connected {
+                state.disconnects = health.disconnects;
+            }
+            (!health.connected || changed, health.connected && changed)
         };
         let (ends, closes) = {
             let Ok(mut state) = self.state.lock() else {
@@ -627,7 +650,7 @@ impl Tunnels {
             let ends: Vec<(ConnId, RoomId)> = state
                 .away
                 .iter()
-                .filter(|(_, a)| lost || !self.cluster.is_listed(&a.home))
+                .filter(|(_, a)| away_lost || !self.cluster.is_listed(&a.home))
                 .map(|(c, a)| (*c, a.room.clone()))
                 .collect();
             // A relay that just started may tunnel before this relay has read its listing.
@@ -635,13 +658,17 @@ impl Tunnels {
                 .routes
                 .iter()
                 .filter(|((relay, _), (_, opened))| {
-                    lost || (opened.elapsed() > 2 * LISTING_TTL && !self.cluster.is_listed(relay))
+                    routes_lost
+                        || (opened.elapsed() > 2 * LISTING_TTL && !self.cluster.is_listed(relay))
                 })
                 .map(|(k, _)| k.clone())
                 .collect();
-            let closes: Vec<ConnId> = gone
-                .iter()
-                .filter_map(|k| state.routes.remove(k).map(|r| r.0))
+            let closes: Vec<(String, ConnId, ConnId)> = gone
+                .into_iter()
+                .filter_map(|(relay, theirs)| {
+                    let ours = state.routes.remove(&(relay.clone(), theirs))?.0;
+                    Some((relay, theirs, ours))
+                })
                 .collect();
             (ends, closes)
         };
@@ -649,8 +676,20 @@ impl Tunnels {
             self.end_here(conn, room, "the room's relay cannot be reached")
                 .await;
         }
-        for conn in closes {
-            let _ = self.core.send(CoreEvent::Closed { conn }).await;
+        for (relay, theirs, ours) in closes {
+            if routes_lost {
+                self.post(
+                    &relay,
+                    &PeerMessage::TunnelEnd {
+                        conn: theirs,
+                        reason: "the room's relay lost touch with the others".into(),
+                    },
+                );
+            }
+            let _ = self.core.send(CoreEvent::Closed { conn: ours }).await;
+        }
+        if !health.connected {
+            return;
         }
         let mut subscribed = self.subscribed.lock().await;
         let unwanted: Vec<RoomId> = match self.state.lock() {

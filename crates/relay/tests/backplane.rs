@@ -480,7 +480,7 @@ async fn a_relay_whose_room_was_taken_sends_its_members_there() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ack_means_the_change_is_stored() {
     let redis = RedisServer::start();
-    let line = support::cut::CuttableLink::start(redis.addr()).await;
+    let line = lockstep_relay::testing::CuttableLink::start(redis.addr()).await;
     let url = line.redis_url();
     let relay = support::relay(|c| c.redis = Some(url)).await;
     let mut ada = Client::websocket(&relay, false).await;

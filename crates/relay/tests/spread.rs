@@ -322,7 +322,7 @@ async fn resume(at: SocketAddr, name: &str, token: &str, you: u32) -> (Client, R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_cut_off_from_redis_loses_its_room_cleanly_and_its_members_follow_it() {
     let redis = RedisServer::start();
-    let line = support::cut::CuttableLink::start(redis.addr()).await;
+    let line = lockstep_relay::testing::CuttableLink::start(redis.addr()).await;
     let other = RelayProcess::start(&redis.url());
     let cut_off = RelayProcess::start(&line.redis_url());
     wait_for_peers(other.http, 1).await;
@@ -360,6 +360,23 @@ async fn a_relay_cut_off_from_redis_loses_its_room_cleanly_and_its_members_follo
     }
     ada.send(Play { req: Some(2) }).await;
     let (playing, _) = update(&mut bob, 1).await;
+    // And Dan hosts a second room on the other relay, which Carol joins through the relay
+    // about to be cut off.
+    let mut dan = Client::websocket_at(other.http, false).await;
+    dan.hello("Dan").await;
+    dan.send(CreateRoom {
+        req: Some(1),
+        name: "Elsewhere".into(),
+        password: None,
+        media: None,
+        mode: PolicyMode::Host,
+        options: None,
+    })
+    .await;
+    let created = dan.expect(|m| room_state(m).is_some()).await;
+    let elsewhere = room_state(&created).unwrap().room.id.clone();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (mut carol, carol_welcome) = join(cut_off.http, "Carol", elsewhere.as_str()).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // The line to Redis is cut: the relay keeps serving Ada's room and says why in /health.
@@ -374,6 +391,33 @@ async fn a_relay_cut_off_from_redis_loses_its_room_cleanly_and_its_members_follo
         assert!(Instant::now() < deadline, "never noticed the cut: {h}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Carol's relay can no longer carry her to her room: she is told to come back at once; the
+    // cut-off relay will not give her a fresh session in place of the one it cannot find…
+    let Message::GoingAway(g) = within(&mut carol, Duration::from_secs(10), |m| {
+        matches!(m, Message::GoingAway(_))
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(g.room.as_ref(), Some(&elsewhere));
+    drop(carol);
+    let mut again = Client::websocket_at(cut_off.http, false).await;
+    let refused = again
+        .hello_with("Carol", None, Some(carol_welcome.resume_token.clone()))
+        .await
+        .expect_err("no fresh session in place of hers");
+    assert!(refused.fatal, "{refused:?}");
+    // … so she rejoins through another relay: her room and session are where they were.
+    let (_carol, state) = resume(
+        other.http,
+        "Carol",
+        &carol_welcome.resume_token,
+        carol_welcome.you,
+    )
+    .await;
+    assert_eq!(state.room.id, elsewhere);
+
     // Bob's relay can no longer reach the room: he is told to come back at once…
     let Message::GoingAway(g) = within(&mut bob, Duration::from_secs(10), |m| {
         matches!(m, Message::GoingAway(_))

@@ -385,9 +385,6 @@ pub async fn run(cluster: Arc<Cluster>, mut inbox: mpsc::Receiver<Envelope>) {
                 if subscribed {
                     cluster.probe().await;
                 }
-                if let Some(tunnels) = cluster.tunnels.get() {
-                    tunnels.tick().await;
-                }
             }
             envelope = inbox.recv() => {
                 let Some(envelope) = envelope else { return };

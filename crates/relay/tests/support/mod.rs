@@ -9,7 +9,6 @@
     clippy::panic
 )]
 
-pub mod cut;
 pub mod process;
 pub mod python;
 
