@@ -62,11 +62,17 @@ pub fn resume_index() -> String {
     format!("{NAMESPACE}:resume")
 }
 
-/// A snapshot to write, and the resume tokens of its members.
+/// The index from invite codes to rooms: an invite link works through any relay.
+pub fn invite_index() -> String {
+    format!("{NAMESPACE}:invites")
+}
+
+/// A snapshot to write, the resume tokens of its members and its invite code.
 #[derive(Debug, Clone)]
 struct Entry {
     bytes: Bytes,
     tokens: Vec<String>,
+    invite: String,
 }
 
 /// Snapshots waiting to be written: the newest per room (`None`: the room is gone); and the
@@ -193,6 +199,7 @@ impl Snapshotter {
                         .iter()
                         .map(|m| m.resume_token.clone())
                         .collect();
+                    let invite = snapshot.invite.clone();
                     let stored = StoredRoom {
                         home: self.home.clone(),
                         snapshot,
@@ -205,6 +212,7 @@ impl Snapshotter {
                         let entry = Entry {
                             bytes: Bytes::from(bytes),
                             tokens,
+                            invite,
                         };
                         changed.push((id, Some(entry)));
                     }
@@ -238,6 +246,9 @@ pub async fn write(
 ) {
     // Rooms another relay wrote since: left alone.
     let mut lost: HashSet<RoomId> = HashSet::new();
+    // The invite code indexed per room.
+    let mut invites: HashMap<RoomId, String> = HashMap::new();
+    let invite_key = invite_index();
     // The tokens indexed per room, to remove those of members who left.
     let mut indexed: HashMap<RoomId, HashSet<String>> = HashMap::new();
     let index = resume_index();
@@ -274,9 +285,11 @@ pub async fn write(
                 pending.set_version(&id, None);
                 lost.remove(&id);
                 let tokens: Vec<String> = indexed.remove(&id).into_iter().flatten().collect();
+                let invite: Vec<String> = invites.remove(&id).into_iter().collect();
                 let removed = async {
                     backplane.remove(&key).await?;
-                    backplane.index_remove(&index, tokens).await
+                    backplane.index_remove(&index, tokens).await?;
+                    backplane.index_remove(&invite_key, invite).await
                 };
                 if let Err(e) = removed.await {
                     tracing::warn!(room = id.as_str(), error = %e, "stored room not removed");
@@ -303,13 +316,25 @@ pub async fn write(
                         .map(|t| (t.clone(), room.clone()))
                         .collect();
                     let gone = before.difference(&now).cloned().collect();
+                    let invite = (invites.get(&id) != Some(&entry.invite))
+                        .then(|| (entry.invite.clone(), room.clone()));
                     let indexed_ok = async {
                         backplane.index_set(&index, added).await?;
-                        backplane.index_remove(&index, gone).await
+                        backplane.index_remove(&index, gone).await?;
+                        if let Some(invite) = invite {
+                            backplane.index_set(&invite_key, vec![invite]).await?;
+                        }
+                        Ok::<(), crate::backplane::BackplaneError>(())
                     };
-                    if let Err(e) = indexed_ok.await {
-                        tracing::debug!(room = id.as_str(), error = %e, "resume index not updated");
-                        indexed.remove(&id);
+                    match indexed_ok.await {
+                        Ok(()) => {
+                            invites.insert(id.clone(), entry.invite.clone());
+                        }
+                        Err(e) => {
+                            tracing::debug!(room = id.as_str(), error = %e, "indexes not updated");
+                            indexed.remove(&id);
+                            invites.remove(&id);
+                        }
                     }
                 }
                 Ok(CasOutcome::Conflict(0)) => {
@@ -322,6 +347,7 @@ pub async fn write(
                     );
                     pending.set_version(&id, None);
                     indexed.clear();
+                    invites.clear();
                     pending
                         .resync
                         .store(true, std::sync::atomic::Ordering::Relaxed);

@@ -209,7 +209,7 @@ impl Inbound {
             Message::JoinRoom(join) if self.hello_sent && !as_datagram => {
                 if let (Some(tunnels), Some(takeover)) =
                     (self.shared.tunnels.get(), self.shared.takeover.get())
-                    && let Some(home) = takeover.before_join(&join.room).await
+                    && let Some((home, room)) = takeover.before_join(&join.room).await
                     && let Some(session) = self.export().await
                 {
                     self.away = tunnels
@@ -217,6 +217,7 @@ impl Inbound {
                             self.conn,
                             self.transport,
                             &home,
+                            &room,
                             session,
                             join.clone().into(),
                         )

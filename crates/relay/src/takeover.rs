@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::backplane::{AnyBackplane, Backplane, CasOutcome};
 use crate::cluster::{Cluster, LISTING_TTL};
-use crate::persist::{Pending, StoredRoom, resume_index, room_key};
+use crate::persist::{Pending, StoredRoom, invite_index, resume_index, room_key};
 use crate::server::CoreEvent;
 
 /// How often a relay that may have died is checked while a member waits.
@@ -95,12 +95,21 @@ impl Takeover {
         self.take_room(room, Some(token)).await
     }
 
-    /// Where a `join_room` for `room` goes: `Some(home)` when the room is homed on another
-    /// relay that is alive (the join goes through a tunnel); `None` when it is here now (taken
-    /// over if its relay was gone) or unknown (this relay's core answers).
-    pub async fn before_join(&self, room: &str) -> Option<String> {
-        match self.take_room(RoomId::new(room), None).await {
-            Ok(Taken::Elsewhere(home, _)) => Some(home),
+    /// Where a `join_room` for `room` (an id or an invite code) goes: `Some((home, room id))`
+    /// when the room is homed on another relay that is alive (the join goes through a
+    /// tunnel); `None` when it is here now (taken over if its relay was gone) or unknown (this
+    /// relay's core answers).
+    pub async fn before_join(&self, room: &str) -> Option<(String, RoomId)> {
+        let mut taken = self.take_room(RoomId::new(room), None).await;
+        if matches!(taken, Ok(Taken::Nothing)) {
+            // Not a room id: maybe an invite code.
+            if let Ok(Some(id)) = self.backplane.index_get(&invite_index(), room).await {
+                let id = RoomId::new(String::from_utf8_lossy(&id).into_owned());
+                taken = self.take_room(id, None).await;
+            }
+        }
+        match taken {
+            Ok(Taken::Elsewhere(home, room)) => Some((home, room)),
             Ok(Taken::Here(room)) => {
                 tracing::info!(room = room.as_str(), "took over a room whose relay is gone");
                 None

@@ -204,25 +204,22 @@ impl Tunnels {
         }
     }
 
-    /// Sends the session on `conn` with its `join_room` to `home`. `false`: it could not go
-    /// (the member is told by the caller).
+    /// Sends the session on `conn` with its `join_room` for `room` (which may name it by its
+    /// invite code) to `home`. `false`: it could not go (the member is told by the caller).
     pub async fn open_join(
         &self,
         conn: ConnId,
         transport: Transport,
         home: &str,
+        room: &RoomId,
         session: SessionHandoff,
         message: Message,
     ) -> bool {
-        let Message::JoinRoom(join) = &message else {
-            return false;
-        };
-        let room = RoomId::new(join.room.clone());
-        if !self.want_room(&room).await {
-            self.release_room(&room);
+        if !self.want_room(room).await {
+            self.release_room(room);
             return false;
         }
-        self.register(conn, home, &room);
+        self.register(conn, home, room);
         let Some(message) = self.encode_for(home, message) else {
             return false;
         };

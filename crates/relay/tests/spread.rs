@@ -160,12 +160,14 @@ async fn members_on_three_relays_share_one_room() {
     .await;
     let created = ada.expect(|m| room_state(m).is_some()).await;
     let room = room_state(&created).unwrap().room.id.clone();
+    let invite = room_state(&created).unwrap().room.invite.clone().unwrap();
     // Stored (with its home) within a Redis round trip or so.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    // Bob and Carol join through the other two relays.
+    // Bob and Carol join through the other two relays: Bob by the room's id, Carol by its
+    // invite code (as an invite link opened on another relay's page).
     let (mut bob, bob_welcome) = join(second.http, "Bob", room.as_str()).await;
-    let (mut carol, carol_welcome) = join(third.http, "Carol", room.as_str()).await;
+    let (mut carol, carol_welcome) = join(third.http, "Carol", &invite).await;
     // Ada, on the home, hears of both (participants are coalesced: one message or two).
     let mut seen = std::collections::BTreeSet::new();
     while !(seen.contains(&bob_welcome.you) && seen.contains(&carol_welcome.you)) {
