@@ -121,6 +121,14 @@ pub enum CoreEvent {
         /// The message, in this relay's clock.
         message: Arc<crate::core::Outgoing>,
     },
+    /// Attach a connection here to the member with this resume token (its room was just
+    /// taken over by this relay); the client is not asked to reconnect.
+    Reattach {
+        /// The connection.
+        conn: ConnId,
+        /// The member's resume token.
+        token: String,
+    },
     /// Close a connection here once what was queued for it is sent.
     CloseConn {
         /// The connection.
@@ -533,6 +541,7 @@ fn handle(
                 }
             }
         }
+        CoreEvent::Reattach { conn, token } => core.reattach(conn, &token, now),
         CoreEvent::CloseConn { conn, reason } => {
             if let Some(q) = queues.local.remove(&conn) {
                 q.close(reason);

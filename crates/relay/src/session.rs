@@ -197,12 +197,18 @@ impl Inbound {
                     return Flow::Continue;
                 }
                 let forwarded = match self.shared.tunnels.get() {
-                    Some(tunnels) => tunnels.forward(self.conn, message).await,
+                    Some(tunnels) => tunnels.forward(self.conn, &message).await,
                     None => false,
                 };
                 if !forwarded {
-                    // The tunnel ended (its relay is gone): the client was told to come back.
+                    // The tunnel ended: the room came here (the connection is attached to its
+                    // member in this relay's core), or the client was told to come back.
                     self.away = false;
+                    self.send(CoreEvent::Message {
+                        conn: self.conn,
+                        message,
+                    })
+                    .await;
                 }
                 Flow::Continue
             }

@@ -122,6 +122,21 @@ impl Takeover {
         }
     }
 
+    /// A room whose relay is gone and whose members here were tunnelled to it: whether it is
+    /// here now (taken over by this relay, now or just before).
+    pub async fn take_orphan(&self, room: &RoomId) -> bool {
+        match self.take_room(room.clone(), None).await {
+            Ok(Taken::Here(_)) => true,
+            Ok(Taken::Elsewhere(..)) => false,
+            // Already ours (a member resumed first), or gone: the core tells which.
+            Ok(Taken::Nothing) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, room = room.as_str(), "orphaned room not taken over");
+                false
+            }
+        }
+    }
+
     /// Takes `room` over if its relay is gone (for a member holding `token`, if given).
     async fn take_room(&self, room: RoomId, token: Option<&str>) -> Result<Taken, String> {
         if !self.backplane.health().connected {

@@ -65,6 +65,9 @@ pub struct RemoteRoute {
 struct Away {
     home: String,
     room: RoomId,
+    /// The member's resume token: if this relay takes the room over, the connection is
+    /// attached to its member here, without the client reconnecting.
+    token: String,
 }
 
 #[derive(Debug, Default)]
@@ -192,13 +195,14 @@ impl Tunnels {
         }
     }
 
-    fn register(&self, conn: ConnId, home: &str, room: &RoomId) {
+    fn register(&self, conn: ConnId, home: &str, room: &RoomId, token: String) {
         if let Ok(mut state) = self.state.lock() {
             state.away.insert(
                 conn,
                 Away {
                     home: home.to_string(),
                     room: room.clone(),
+                    token,
                 },
             );
         }
@@ -219,7 +223,7 @@ impl Tunnels {
             self.release_room(room);
             return false;
         }
-        self.register(conn, home, room);
+        self.register(conn, home, room, session.resume_token.clone());
         let Some(message) = self.encode_for(home, message) else {
             return false;
         };
@@ -247,7 +251,11 @@ impl Tunnels {
             self.release_room(room);
             return false;
         }
-        self.register(conn, home, room);
+        let token = match &hello {
+            Message::Hello(h) => h.resume.clone().unwrap_or_default(),
+            _ => String::new(),
+        };
+        self.register(conn, home, room, token);
         let Some(message) = self.encode_for(home, hello) else {
             return false;
         };
@@ -270,11 +278,11 @@ impl Tunnels {
 
     /// A later message of a tunnelled member; waits while the outbox is full (the member's
     /// own backpressure). `false` when `conn` is not tunnelled (any more).
-    pub async fn forward(&self, conn: ConnId, message: Message) -> bool {
+    pub async fn forward(&self, conn: ConnId, message: &Message) -> bool {
         let Some(home) = self.home_of_conn(conn) else {
             return false;
         };
-        let Some(message) = self.encode_for(&home, message) else {
+        let Some(message) = self.encode_for(&home, message.clone()) else {
             return true;
         };
         let forward = PeerMessage::TunnelMessage {
@@ -640,16 +648,29 @@ impl Tunnels {
             }
             (!health.connected || changed, health.connected && changed)
         };
-        let (ends, closes) = {
+        let (ends, orphans, closes) = {
             let Ok(mut state) = self.state.lock() else {
                 return;
             };
             let ends: Vec<(ConnId, RoomId)> = state
                 .away
                 .iter()
-                .filter(|(_, a)| away_lost || !self.cluster.is_listed(&a.home))
+                .filter(|_| away_lost)
                 .map(|(c, a)| (*c, a.room.clone()))
                 .collect();
+            // Rooms whose home is no longer listed: this relay takes them over and keeps its
+            // members' connections.
+            let mut orphans: HashMap<RoomId, Vec<(ConnId, String)>> = HashMap::new();
+            if !away_lost {
+                for (c, a) in &state.away {
+                    if !self.cluster.is_listed(&a.home) {
+                        orphans
+                            .entry(a.room.clone())
+                            .or_default()
+                            .push((*c, a.token.clone()));
+                    }
+                }
+            }
             // A relay that just started may tunnel before this relay has read its listing.
             let gone: Vec<(String, ConnId)> = state
                 .routes
@@ -667,11 +688,14 @@ impl Tunnels {
                     Some((relay, theirs, ours))
                 })
                 .collect();
-            (ends, closes)
+            (ends, orphans, closes)
         };
         for (conn, room) in ends {
             self.end_here(conn, room, "the room's relay cannot be reached")
                 .await;
+        }
+        for (room, members) in orphans {
+            self.adopt_orphan(room, members).await;
         }
         for (relay, theirs, ours) in closes {
             if routes_lost {
@@ -705,6 +729,36 @@ impl Tunnels {
                 .is_ok()
             {
                 subscribed.remove(&room);
+            }
+        }
+    }
+
+    /// The home of a room with members here died: take the room over and attach their
+    /// connections to their members here (they keep playing; no reconnect). If another relay
+    /// took it first, or it cannot be taken, they are sent to resume wherever it is.
+    async fn adopt_orphan(&self, room: RoomId, members: Vec<(ConnId, String)>) {
+        let here = match self
+            .shared
+            .upgrade()
+            .and_then(|s| s.takeover.get().cloned())
+        {
+            Some(takeover) => takeover.take_orphan(&room).await,
+            None => false,
+        };
+        for (conn, token) in members {
+            if !here {
+                // Not ours: the member resumes where the room went.
+                self.end_here(conn, room.clone(), "the room's relay is gone")
+                    .await;
+                continue;
+            }
+            let away = match self.state.lock() {
+                Ok(mut state) => state.away.remove(&conn),
+                Err(_) => None,
+            };
+            if away.is_some() {
+                self.release_room(&room);
+                let _ = self.core.send(CoreEvent::Reattach { conn, token }).await;
             }
         }
     }

@@ -93,12 +93,39 @@ async fn a_room_survives_the_sigkill_of_its_relay() {
     else {
         unreachable!()
     };
+    // Bob watches through the survivor: his messages reach the room through Redis.
+    let mut bob = Client::websocket_at(survivor.http, false).await;
+    let bob_welcome = bob.hello("Bob").await;
+    bob.send(JoinRoom {
+        req: Some(1),
+        room: room.id.as_str().into(),
+        password: None,
+    })
+    .await;
+    let s = bob.expect(|m| room_state(m).is_some()).await;
+    assert!(!room_state(&s).unwrap().timeline.paused);
     // Stored by now (each change is written within a Redis round trip); give it a moment.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     home.kill();
     let killed = Instant::now();
     drop((ada, grace));
+
+    // Bob's relay takes the room over as soon as the dead relay's listing lapses, and keeps
+    // his connection: no reconnect, the room afresh on the same connection, still playing.
+    let s = bob.expect(|m| room_state(m).is_some()).await;
+    eprintln!(
+        "Bob's relay took the room {:?} after the SIGKILL",
+        killed.elapsed()
+    );
+    let s = room_state(&s).unwrap();
+    assert_eq!(s.you, bob_welcome.you);
+    assert!(!s.timeline.paused, "still playing");
+    assert_eq!(s.timeline.seq, playing.timeline.seq);
+    assert!(
+        killed.elapsed() < Duration::from_secs(3),
+        "within 2 s or so"
+    );
 
     // Ada comes back through the survivor with her token. Until the dead relay's listing
     // lapses (1.5 s) the survivor will not take its rooms: she gets a fresh session and tries
@@ -157,9 +184,10 @@ async fn a_room_survives_the_sigkill_of_its_relay() {
         .unwrap();
     assert_eq!(me.role, Role::Cohost);
 
-    // The room works on its new relay: Ada pauses, Grace follows.
+    // The room works on its new relay: Ada pauses, Grace and Bob (never reconnected) follow.
     ada.send(Pause { req: Some(3) }).await;
-    grace
-        .expect(|m| matches!(m, Message::StateUpdate(u) if u.timeline.paused && u.timeline.seq > playing.timeline.seq))
-        .await;
+    for c in [&mut grace, &mut bob] {
+        c.expect(|m| matches!(m, Message::StateUpdate(u) if u.timeline.paused && u.timeline.seq > playing.timeline.seq))
+            .await;
+    }
 }

@@ -6,6 +6,8 @@ use lockstep_proto::ServerTime;
 use lockstep_proto::message::{MemberId, Transport};
 use serde::{Deserialize, Serialize};
 
+use lockstep_proto::message::GoingAway;
+
 use super::{Conn, ConnId, MemberRecord, RelayCore, SessionIdentity};
 use crate::limits::TokenBucket;
 
@@ -87,5 +89,58 @@ impl RelayCore {
             },
         );
         self.update_gauges();
+    }
+
+    /// Attaches `conn` (open here, its session was on the room's old home) to the member
+    /// holding `token`, as a resume would, without a new `welcome`: the member gets the room
+    /// afresh (`room_state`) and carries on. A token not known here: the client is told to
+    /// reconnect and resume wherever its session is.
+    pub fn reattach(&mut self, conn: ConnId, token: &str, now: ServerTime) {
+        let Some((transport, member)) = self.conns.get(&conn).map(|c| (c.transport, c.member))
+        else {
+            return;
+        };
+        let found = self
+            .resume
+            .get(token)
+            .copied()
+            .filter(|id| self.members.get(id).is_some_and(|m| m.room.is_some()));
+        let (Some(id), None) = (found, member) else {
+            self.send(
+                conn,
+                GoingAway {
+                    reason: "the room's relay is gone".into(),
+                    reconnect_after_ms: 0,
+                    room: None,
+                }
+                .into(),
+            );
+            self.close(conn, "room's relay gone");
+            return;
+        };
+        let old = self.members.get(&id).and_then(|m| m.conn);
+        if let Some(old) = old {
+            self.close(old, "replaced by a reattached connection");
+        }
+        let Some(record) = self.members.get_mut(&id) else {
+            return;
+        };
+        if let Some(expires) = record.expires.take() {
+            self.member_expiry.remove(&(expires, id));
+        }
+        record.conn = Some(conn);
+        record.transport = transport;
+        let room_id = record.room.clone();
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.member = Some(id);
+        }
+        if let Some(room_id) = room_id {
+            if let Some(room) = self.rooms.get_mut(&room_id) {
+                room.control.reconnect(id, now);
+                room.announce([id], now);
+            }
+            self.send_room_state(id, &room_id, None);
+            self.after_room_change(&room_id, now);
+        }
     }
 }
