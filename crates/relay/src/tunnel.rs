@@ -763,6 +763,14 @@ impl Tunnels {
         }
     }
 
+    /// (members here whose rooms are elsewhere, members elsewhere of rooms here), for
+    /// `/health`.
+    pub fn counts(&self) -> (usize, usize) {
+        self.state
+            .lock()
+            .map_or((0, 0), |s| (s.away.len(), s.routes.len()))
+    }
+
     /// Whether `conn` here is tunnelled.
     pub fn is_away(&self, conn: ConnId) -> bool {
         self.home_of_conn(conn).is_some()

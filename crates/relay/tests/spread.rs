@@ -178,6 +178,11 @@ async fn members_on_three_relays_share_one_room() {
         }
     }
 
+    // /health counts them on both sides.
+    assert_eq!(health(home.http).await["tunnelled_in"], 2);
+    assert_eq!(health(second.http).await["tunnelled_out"], 1);
+    assert_eq!(health(third.http).await["tunnelled_out"], 1);
+
     for c in [&ada, &bob, &carol] {
         c.send(Ready {
             req: None,

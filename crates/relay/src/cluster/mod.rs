@@ -99,6 +99,10 @@ pub struct ClusterHealth {
     pub echo_age_secs: Option<u64>,
     /// The other relays listed, and their clocks.
     pub peers: Vec<PeerHealth>,
+    /// Members connected here whose rooms are on other relays.
+    pub tunnelled_out: usize,
+    /// Members of rooms here connected to other relays.
+    pub tunnelled_in: usize,
 }
 
 /// One other relay as `/health` shows it.
@@ -241,6 +245,8 @@ impl Cluster {
             echo_ms: echo.map(|e| e.round_trip.as_secs_f64() * 1e3),
             echo_age_secs: echo.map(|e| e.received.elapsed().as_secs()),
             peers,
+            tunnelled_out: self.tunnels.get().map_or(0, |t| t.counts().0),
+            tunnelled_in: self.tunnels.get().map_or(0, |t| t.counts().1),
         }
     }
 
