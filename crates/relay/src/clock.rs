@@ -44,6 +44,13 @@ impl ServerClock {
         ServerTime::from_micros(self.base_us.saturating_add(elapsed))
     }
 
+    /// The server time of a monotonic instant (when something happened, read later).
+    pub fn at(&self, instant: Instant) -> ServerTime {
+        let since = instant.saturating_duration_since(self.origin);
+        let us = u64::try_from(since.as_micros()).unwrap_or(u64::MAX);
+        ServerTime::from_micros(self.base_us.saturating_add(us))
+    }
+
     /// The monotonic instant of a server time (for timers).
     pub fn instant(&self, t: ServerTime) -> Instant {
         let offset = t.as_micros().saturating_sub(self.base_us);

@@ -141,6 +141,9 @@ impl CuttableLink {
                     let Ok(outbound) = TcpStream::connect(target).await else {
                         return;
                     };
+                    // As Redis and its clients do: no Nagle delay on small writes.
+                    let _ = inbound.set_nodelay(true);
+                    let _ = outbound.set_nodelay(true);
                     let (ri, wi) = inbound.into_split();
                     let (ro, wo) = outbound.into_split();
                     let copy = async {

@@ -73,6 +73,7 @@ impl Backplane for MemoryBackplane {
         let envelope = Envelope {
             channel: channel.to_string(),
             payload,
+            received: std::time::Instant::now(),
         };
         if self.inbox.try_send(envelope).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);

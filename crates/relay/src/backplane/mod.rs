@@ -39,6 +39,9 @@ pub struct Envelope {
     pub channel: String,
     /// What was published.
     pub payload: Bytes,
+    /// When it came off the connection: clock probes are timed from here, not from when a
+    /// busy relay got round to reading them.
+    pub received: std::time::Instant,
 }
 
 /// A versioned record as read.

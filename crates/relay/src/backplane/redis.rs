@@ -146,7 +146,11 @@ impl RedisBackplane {
             .redis_settings()
             .clone()
             .set_protocol(ProtocolVersion::RESP3);
-        let client = Client::open(info.set_redis_settings(settings))
+        // TCP_NODELAY: relays send small messages back to back (a clock probe after an echo,
+        // a room's messages); Nagle would hold the second until the first is acknowledged,
+        // up to a delayed ACK's 40 ms, and skew the clock estimates between relays.
+        let tcp = info.tcp_settings().clone().set_nodelay(true);
+        let client = Client::open(info.set_redis_settings(settings).set_tcp_settings(tcp))
             .map_err(|e| BackplaneError::Config(format!("{url}: {e}")))?;
         let health = Arc::new(Mutex::new(Reachability {
             connected: false,
@@ -424,6 +428,7 @@ fn on_push(
             let envelope = Envelope {
                 channel: String::from_utf8_lossy(&channel).into_owned(),
                 payload: Bytes::from(payload),
+                received: std::time::Instant::now(),
             };
             if inbox.try_send(envelope).is_err() {
                 dropped.fetch_add(1, Ordering::Relaxed);

@@ -378,12 +378,16 @@ impl Cluster {
 /// registers, echoes and probes, and handles what arrives.
 pub async fn run(cluster: Arc<Cluster>, mut inbox: mpsc::Receiver<Envelope>) {
     let channel = Cluster::channel_of(&cluster.relay_id);
-    let mut subscribed = false;
-    let mut every = tokio::time::interval(TICK);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = every.tick() => {
+    // The rounds wait on Redis (slow or away at times): on their own task, so that what
+    // arrives, clock replies and rooms' messages, is never held up behind them.
+    let _rounds = {
+        let (cluster, channel) = (cluster.clone(), channel.clone());
+        AbortOnDrop(tokio::spawn(async move {
+            let mut subscribed = false;
+            let mut every = tokio::time::interval(TICK);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
                 if !subscribed {
                     subscribed = cluster.backplane.subscribe(&channel).await.is_ok();
                 }
@@ -392,18 +396,27 @@ pub async fn run(cluster: Arc<Cluster>, mut inbox: mpsc::Receiver<Envelope>) {
                     cluster.probe().await;
                 }
             }
-            envelope = inbox.recv() => {
-                let Some(envelope) = envelope else { return };
-                let arrived = cluster.now_us();
-                if envelope.channel != channel && !crate::tunnel::is_room_channel(&envelope.channel) {
-                    tracing::debug!(channel = %envelope.channel, "backplane message on an unknown channel");
-                    continue;
-                }
-                match PeerMessage::decode(&envelope.payload) {
-                    Some(message) => cluster.on_message(message, arrived).await,
-                    None => tracing::debug!("unreadable message from another relay"),
-                }
-            }
+        }))
+    };
+    while let Some(envelope) = inbox.recv().await {
+        let arrived = cluster.clock.at(envelope.received).as_micros();
+        if envelope.channel != channel && !crate::tunnel::is_room_channel(&envelope.channel) {
+            tracing::debug!(channel = %envelope.channel, "backplane message on an unknown channel");
+            continue;
         }
+        match PeerMessage::decode(&envelope.payload) {
+            Some(message) => cluster.on_message(message, arrived).await,
+            None => tracing::debug!("unreadable message from another relay"),
+        }
+    }
+}
+
+/// Stops a task when its owner stops (the relay's tasks are aborted at shutdown: a relay
+/// that stopped must not go on listing itself).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
