@@ -39,6 +39,8 @@ pub struct Inbound {
     strikes: Strikes,
     hello_sent: bool,
     transport: Transport,
+    /// Where this connection's messages go (a tunnel fills it directly).
+    queue: Arc<crate::queue::ClientQueue>,
     /// The session lives on another relay (the room's home): messages go there.
     away: bool,
 }
@@ -55,10 +57,16 @@ impl Drop for Inbound {
 
 impl Inbound {
     /// Inbound state for a new connection.
-    pub fn new(conn: ConnId, transport: Transport, shared: Arc<Shared>) -> Self {
+    pub fn new(
+        conn: ConnId,
+        transport: Transport,
+        queue: Arc<crate::queue::ClientQueue>,
+        shared: Arc<Shared>,
+    ) -> Self {
         let l = shared.limits;
         Inbound {
             conn,
+            queue,
             transport,
             away: false,
             control: TokenBucket::new(l.control.0, l.control.1),
@@ -159,7 +167,7 @@ impl Inbound {
                         ResumeAt::Elsewhere(home, room) => {
                             self.away = tunnels
                                 .open_resume(
-                                    self.conn,
+                                    &self.member(),
                                     self.transport,
                                     &home,
                                     &room,
@@ -220,7 +228,7 @@ impl Inbound {
                 {
                     self.away = tunnels
                         .open_join(
-                            self.conn,
+                            &self.member(),
                             self.transport,
                             &home,
                             &room,
@@ -309,6 +317,13 @@ impl Inbound {
             Flow::Close("too many bad or excess messages")
         } else {
             Flow::Continue
+        }
+    }
+
+    fn member(&self) -> crate::tunnel::Member {
+        crate::tunnel::Member {
+            conn: self.conn,
+            queue: self.queue.clone(),
         }
     }
 

@@ -37,17 +37,30 @@ use crate::backplane::{AnyBackplane, Backplane};
 use crate::cluster::wire::PeerMessage;
 use crate::cluster::{Cluster, LISTING_TTL, NAMESPACE};
 use crate::core::{ConnId, Outgoing, SessionHandoff};
+use crate::queue::ClientQueue;
 use crate::server::{CoreEvent, Shared};
 
 /// Messages waiting to be published; a relay whose backplane falls this far behind closes
 /// the tunnels that overflow (their members resume and get the room afresh).
 const OUTBOX: usize = 16_384;
 
+/// Most messages published in one round trip.
+const PIPELINE: usize = 256;
+
 /// How often tunnels are checked (their relays listed, the backplane still there).
 const CHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Biggest message carried through a tunnel (a `room_state` of a big room is the largest).
 const MAX_TUNNELLED: usize = 1 << 20;
+
+/// A connection here, as a tunnel from it is opened.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// The connection.
+    pub conn: ConnId,
+    /// Its outgoing queue.
+    pub queue: Arc<ClientQueue>,
+}
 
 /// Where a tunnelled member's messages go, as the home sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +81,9 @@ struct Away {
     /// The member's resume token: if this relay takes the room over, the connection is
     /// attached to its member here, without the client reconnecting.
     token: String,
+    /// The connection's queue: the room's messages go straight in, not through this relay's
+    /// core (one task hop less on the way).
+    queue: Arc<ClientQueue>,
 }
 
 #[derive(Debug, Default)]
@@ -130,9 +146,12 @@ impl Tunnels {
         // messages of one connection in the order it executed them, so each member gets its
         // messages in the order the core sent them, whichever channel each took.
         tokio::spawn(async move {
-            while let Some((channel, payload)) = queued.recv().await {
-                if let Err(e) = publisher.publish(&channel, payload).await {
-                    tracing::debug!(error = %e, %channel, "tunnelled message not published");
+            let mut batch = Vec::with_capacity(PIPELINE);
+            // What queued up while the last batch was on its way goes in one pipeline.
+            while queued.recv_many(&mut batch, PIPELINE).await > 0 {
+                let n = batch.len();
+                if let Err(e) = publisher.publish_many(std::mem::take(&mut batch)).await {
+                    tracing::debug!(error = %e, n, "tunnelled messages not published");
                 }
             }
         });
@@ -195,14 +214,15 @@ impl Tunnels {
         }
     }
 
-    fn register(&self, conn: ConnId, home: &str, room: &RoomId, token: String) {
+    fn register(&self, to: &Member, home: &str, room: &RoomId, token: String) {
         if let Ok(mut state) = self.state.lock() {
             state.away.insert(
-                conn,
+                to.conn,
                 Away {
                     home: home.to_string(),
                     room: room.clone(),
                     token,
+                    queue: to.queue.clone(),
                 },
             );
         }
@@ -212,7 +232,7 @@ impl Tunnels {
     /// invite code) to `home`. `false`: it could not go (the member is told by the caller).
     pub async fn open_join(
         &self,
-        conn: ConnId,
+        to: &Member,
         transport: Transport,
         home: &str,
         room: &RoomId,
@@ -223,7 +243,8 @@ impl Tunnels {
             self.release_room(room);
             return false;
         }
-        self.register(conn, home, room, session.resume_token.clone());
+        self.register(to, home, room, session.resume_token.clone());
+        let conn = to.conn;
         let Some(message) = self.encode_for(home, message) else {
             return false;
         };
@@ -241,7 +262,7 @@ impl Tunnels {
     /// Sends the `hello` of a member resuming a session that `home` holds (for `room`).
     pub async fn open_resume(
         &self,
-        conn: ConnId,
+        to: &Member,
         transport: Transport,
         home: &str,
         room: &RoomId,
@@ -255,7 +276,8 @@ impl Tunnels {
             Message::Hello(h) => h.resume.clone().unwrap_or_default(),
             _ => String::new(),
         };
-        self.register(conn, home, room, token);
+        self.register(to, home, room, token);
+        let conn = to.conn;
         let Some(message) = self.encode_for(home, hello) else {
             return false;
         };
@@ -336,17 +358,17 @@ impl Tunnels {
 
     /// A message from a room's home for members here.
     async fn on_deliver(&self, from: &str, targets: Vec<(String, u64)>, message: &[u8]) {
-        let conns: Vec<ConnId> = match self.state.lock() {
+        let queues: Vec<Arc<ClientQueue>> = match self.state.lock() {
             Ok(state) => targets
                 .into_iter()
-                .filter(|(relay, conn)| {
-                    *relay == self.relay_id && state.away.get(conn).is_some_and(|a| a.home == from)
-                })
-                .map(|(_, conn)| conn)
+                .filter(|(relay, _)| *relay == self.relay_id)
+                .filter_map(|(_, conn)| state.away.get(&conn))
+                .filter(|a| a.home == from)
+                .map(|a| a.queue.clone())
                 .collect(),
             Err(_) => return,
         };
-        if conns.is_empty() {
+        if queues.is_empty() {
             return;
         }
         let mut message = match decode(message, Encoding::MessagePack, MAX_TUNNELLED) {
@@ -358,7 +380,10 @@ impl Tunnels {
         };
         message.shift_times(-self.offset_to(from));
         let message = Arc::new(Outgoing::new(message));
-        let _ = self.core.send(CoreEvent::Deliver { conns, message }).await;
+        for queue in queues {
+            // A queue that overflows closes its client; its tunnel ends when it is dropped.
+            queue.push(message.clone());
+        }
     }
 
     /// Ends a tunnel from this side: the member is told to come back at once.

@@ -138,7 +138,7 @@ async fn run(socket: WebSocket, shared: Arc<Shared>, slot: IpSlot) {
         }
     });
 
-    let mut inbound = Inbound::new(conn, Transport::Websocket, shared.clone());
+    let mut inbound = Inbound::new(conn, Transport::Websocket, queue.clone(), shared.clone());
     loop {
         let next = tokio::select! {
             next = tokio::time::timeout(IDLE_TIMEOUT, stream.next()) => next,

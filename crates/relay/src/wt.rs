@@ -170,7 +170,7 @@ async fn run(accepted: Accepted, shared: Arc<Shared>) -> Result<(), String> {
         }
     });
 
-    let mut inbound = Inbound::new(conn, Transport::Webtransport, shared.clone());
+    let mut inbound = Inbound::new(conn, Transport::Webtransport, queue.clone(), shared.clone());
     let mut frames = FrameDecoder::new(limits::MAX_CLIENT_FRAME);
     let mut buf = vec![0u8; READ_BUFFER];
     loop {

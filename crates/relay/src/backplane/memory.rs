@@ -66,6 +66,13 @@ impl Backplane for MemoryBackplane {
         }
     }
 
+    async fn publish_many(&self, messages: Vec<(String, Bytes)>) -> Result<(), BackplaneError> {
+        for (channel, payload) in messages {
+            self.publish(&channel, payload).await?;
+        }
+        Ok(())
+    }
+
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BackplaneError> {
         if !self.state()?.subscribed.contains(channel) {
             return Ok(());

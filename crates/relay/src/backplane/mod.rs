@@ -105,6 +105,13 @@ pub trait Backplane: Send + Sync {
         payload: Bytes,
     ) -> impl Future<Output = Result<(), BackplaneError>> + Send;
 
+    /// Publishes several messages in this order, in one round trip where the backplane can
+    /// (a Redis pipeline).
+    fn publish_many(
+        &self,
+        messages: Vec<(String, Bytes)>,
+    ) -> impl Future<Output = Result<(), BackplaneError>> + Send;
+
     /// Starts delivering `channel`'s messages to this relay's inbox. Kept across reconnects.
     fn subscribe(&self, channel: &str) -> impl Future<Output = Result<(), BackplaneError>> + Send;
 
@@ -229,6 +236,13 @@ impl Backplane for AnyBackplane {
         match self {
             AnyBackplane::Memory(b) => b.publish(channel, payload).await,
             AnyBackplane::Redis(b) => b.publish(channel, payload).await,
+        }
+    }
+
+    async fn publish_many(&self, messages: Vec<(String, Bytes)>) -> Result<(), BackplaneError> {
+        match self {
+            AnyBackplane::Memory(b) => b.publish_many(messages).await,
+            AnyBackplane::Redis(b) => b.publish_many(messages).await,
         }
     }
 

@@ -246,6 +246,19 @@ impl Backplane for RedisBackplane {
             .map(|_| ())
     }
 
+    async fn publish_many(&self, messages: Vec<(String, Bytes)>) -> Result<(), BackplaneError> {
+        let mut pipe = redis::pipe();
+        for (channel, payload) in &messages {
+            pipe.cmd("PUBLISH")
+                .arg(channel)
+                .arg(payload.as_ref())
+                .ignore();
+        }
+        let mut conn = self.manager.clone();
+        let result = pipe.query_async::<()>(&mut conn).await;
+        self.note(result)
+    }
+
     async fn subscribe(&self, channel: &str) -> Result<(), BackplaneError> {
         let mut conn = self.manager.clone();
         let result = conn.subscribe(channel).await;
