@@ -165,6 +165,11 @@ impl Tunnels {
             state: Mutex::new(State::default()),
             subscribed: tokio::sync::Mutex::new(HashSet::new()),
         });
+        // A room's messages for members here are handled as they come off the connection.
+        let weak = Arc::downgrade(&tunnels);
+        tunnels.backplane.set_fast_path(Box::new(move |envelope| {
+            weak.upgrade().is_some_and(|t| t.fast_deliver(envelope))
+        }));
         // Its own timer: the cluster's rounds wait on Redis, which is what may be gone.
         let weak = Arc::downgrade(&tunnels);
         tokio::spawn(async move {
@@ -357,7 +362,7 @@ impl Tunnels {
     }
 
     /// A message from a room's home for members here.
-    async fn on_deliver(&self, from: &str, targets: Vec<(String, u64)>, message: &[u8]) {
+    fn on_deliver(&self, from: &str, targets: Vec<(String, u64)>, message: &[u8]) {
         let queues: Vec<Arc<ClientQueue>> = match self.state.lock() {
             Ok(state) => targets
                 .into_iter()
@@ -383,6 +388,26 @@ impl Tunnels {
         for queue in queues {
             // A queue that overflows closes its client; its tunnel ends when it is dropped.
             queue.push(message.clone());
+        }
+    }
+
+    /// A `deliver` for members here, taken off the connection: `true` when it was one.
+    fn fast_deliver(&self, envelope: &crate::backplane::Envelope) -> bool {
+        if envelope.channel != Cluster::channel_of(&self.relay_id)
+            && !is_room_channel(&envelope.channel)
+        {
+            return false;
+        }
+        match PeerMessage::decode(&envelope.payload) {
+            Some(PeerMessage::Deliver {
+                from,
+                targets,
+                message,
+            }) => {
+                self.on_deliver(&from, targets, &message);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -648,7 +673,7 @@ impl Tunnels {
                 from,
                 targets,
                 message,
-            } => self.on_deliver(&from, targets, &message).await,
+            } => self.on_deliver(&from, targets, &message),
             PeerMessage::Echo { .. }
             | PeerMessage::ClockProbe { .. }
             | PeerMessage::ClockReply { .. } => {}

@@ -44,6 +44,34 @@ pub struct Envelope {
     pub received: std::time::Instant,
 }
 
+/// A handler that takes some messages as they come off the connection, before the inbox
+/// (returns whether it took the message): a room's messages for members here go straight to
+/// their queues instead of waiting for the task that reads the inbox. It must be quick.
+pub type FastPath = Box<dyn Fn(&Envelope) -> bool + Send + Sync>;
+
+/// Where a backplane keeps its fast path, once set.
+#[derive(Clone, Default)]
+pub(crate) struct FastPathSlot(std::sync::Arc<std::sync::OnceLock<FastPath>>);
+
+impl std::fmt::Debug for FastPathSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("FastPathSlot")
+            .field(&self.0.get().is_some())
+            .finish()
+    }
+}
+
+impl FastPathSlot {
+    fn set(&self, fast: FastPath) {
+        let _ = self.0.set(fast);
+    }
+
+    /// Whether the fast path took `envelope`.
+    fn took(&self, envelope: &Envelope) -> bool {
+        self.0.get().is_some_and(|f| f(envelope))
+    }
+}
+
 /// A versioned record as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -209,6 +237,14 @@ pub enum AnyBackplane {
 }
 
 impl AnyBackplane {
+    /// Sets the fast path (once; later calls are ignored).
+    pub fn set_fast_path(&self, fast: FastPath) {
+        match self {
+            AnyBackplane::Memory(b) => b.set_fast_path(fast),
+            AnyBackplane::Redis(b) => b.set_fast_path(fast),
+        }
+    }
+
     /// The backplane for `redis_url` (none: in memory) and the inbox of its subscriptions.
     /// A Redis that cannot be reached yet is not an error: the relay starts, serves, and
     /// reports the backplane as disconnected until Redis answers.

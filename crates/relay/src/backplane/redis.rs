@@ -94,6 +94,7 @@ return 0
 /// The Redis backplane.
 pub struct RedisBackplane {
     manager: ConnectionManager,
+    fast: super::FastPathSlot,
     health: Arc<Mutex<Reachability>>,
     dropped: Arc<AtomicU64>,
     watcher: JoinHandle<()>,
@@ -159,11 +160,13 @@ impl RedisBackplane {
             disconnects: 0,
         }));
         let dropped = Arc::new(AtomicU64::new(0));
+        let fast = super::FastPathSlot::default();
         let pushes = {
             let health = health.clone();
             let dropped = dropped.clone();
+            let fast = fast.clone();
             move |push: PushInfo| {
-                on_push(push, &inbox, &health, &dropped);
+                on_push(push, &inbox, &fast, &health, &dropped);
                 Ok::<(), redis::aio::SendError>(())
             }
         };
@@ -178,6 +181,7 @@ impl RedisBackplane {
         let watcher = tokio::spawn(watch(manager.clone(), health.clone()));
         Ok(RedisBackplane {
             manager,
+            fast,
             health,
             dropped,
             watcher,
@@ -187,6 +191,11 @@ impl RedisBackplane {
             register: Script::new(REGISTER_SCRIPT),
             raise: Script::new(RAISE_SCRIPT),
         })
+    }
+
+    /// Sets the fast path (once).
+    pub fn set_fast_path(&self, fast: super::FastPath) {
+        self.fast.set(fast);
     }
 
     /// Messages dropped because the inbox was full.
@@ -426,6 +435,7 @@ impl Backplane for RedisBackplane {
 fn on_push(
     push: PushInfo,
     inbox: &mpsc::Sender<Envelope>,
+    fast: &super::FastPathSlot,
     health: &Mutex<Reachability>,
     dropped: &AtomicU64,
 ) {
@@ -443,6 +453,9 @@ fn on_push(
                 payload: Bytes::from(payload),
                 received: std::time::Instant::now(),
             };
+            if fast.took(&envelope) {
+                return;
+            }
             if inbox.try_send(envelope).is_err() {
                 dropped.fetch_add(1, Ordering::Relaxed);
             }
