@@ -317,11 +317,8 @@ pub async fn run_core(
         if core.poll_timeout().is_some_and(|t| t <= now) {
             core.handle_timeout(now);
         }
-        // Snapshot first: this pass's acks wait for this pass's generation.
-        after_pass(&mut snapshots, &mut core);
-        if let (Some(h), Some(s)) = (&mut hold, &snapshots) {
-            h.generation = s.pending().generation();
-        }
+        // Messages first (snapshotting and storing must not delay them), then the snapshot;
+        // this pass's acks wait for the generation that snapshot made.
         dispatch(
             &mut core,
             &mut queues,
@@ -329,8 +326,18 @@ pub async fn run_core(
             now,
             hold.as_mut(),
         );
-        // What closing tunnelled members changed.
         after_pass(&mut snapshots, &mut core);
+        if let (Some(h), Some(s)) = (&mut hold, &snapshots) {
+            h.seal(s.pending().generation());
+            // Acks whose pass changed nothing stored go now.
+            dispatch(
+                &mut core,
+                &mut queues,
+                shared.tunnels.get(),
+                now,
+                hold.as_mut(),
+            );
+        }
     }
 }
 
@@ -371,8 +378,8 @@ const MAX_HELD: usize = 65_536;
 #[derive(Debug)]
 struct HeldAcks {
     pending: Arc<crate::persist::Pending>,
-    /// The generation this pass's acks wait for.
-    generation: u64,
+    /// Acks of this pass: they wait for the generation of the snapshot taken after it.
+    unsealed: usize,
     queue:
         std::collections::VecDeque<(u64, std::time::Instant, ConnId, Arc<crate::core::Outgoing>)>,
 }
@@ -381,9 +388,25 @@ impl HeldAcks {
     fn new(pending: Arc<crate::persist::Pending>) -> Self {
         HeldAcks {
             pending,
-            generation: 0,
+            unsealed: 0,
             queue: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Holds an ack of the current pass.
+    fn hold(&mut self, to: ConnId, message: Arc<crate::core::Outgoing>) {
+        self.queue
+            .push_back((u64::MAX, std::time::Instant::now(), to, message));
+        self.unsealed += 1;
+    }
+
+    /// The current pass's snapshot made `generation`: its acks wait for that.
+    fn seal(&mut self, generation: u64) {
+        let n = self.unsealed.min(self.queue.len());
+        for held in self.queue.iter_mut().rev().take(n) {
+            held.0 = generation;
+        }
+        self.unsealed = 0;
     }
 
     fn deadline(&self) -> Option<std::time::Instant> {
@@ -461,8 +484,7 @@ fn dispatch(
                             // Bounded: the oldest goes unconfirmed rather than memory growing.
                             deliver(sinks, to, m, &mut remote);
                         }
-                        h.queue
-                            .push_back((h.generation, std::time::Instant::now(), to, message));
+                        h.hold(to, message);
                     }
                     _ => deliver(sinks, to, message, &mut remote),
                 },
