@@ -505,8 +505,8 @@ impl Tunnels {
     }
 
     /// Publishes what the core sent tunnelled members in one pass, one publish per message
-    /// (not per member). `false` for a route whose message could not be queued: the caller
-    /// closes it.
+    /// (not per member). Returns the routes whose message could not be queued (the outbox is
+    /// full): the caller closes them.
     pub fn deliver_remote(&self, batch: Vec<(RemoteRoute, Arc<Outgoing>)>) -> Vec<RemoteRoute> {
         let mut failed = Vec::new();
         let mut i = 0;
