@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lockstep_proto::Message;
-use lockstep_proto::message::{CreateRoom, PolicyMode};
 use lockstep_relay::backplane::{Backplane, CasOutcome, Envelope, RedisBackplane};
 use lockstep_relay::testing::RedisServer;
 use support::Client;
@@ -240,17 +239,7 @@ async fn a_relay_keeps_serving_without_redis_and_says_so() {
     // Still serving: a client says hello and opens a room.
     let mut client = Client::websocket(&relay, false).await;
     client.hello("Ada").await;
-    client
-        .send(CreateRoom {
-            req: Some(1),
-            name: "Without Redis".into(),
-            password: None,
-            media: None,
-            mode: PolicyMode::Host,
-            options: None,
-        })
-        .await;
-    client.expect(|m| matches!(m, Message::RoomState(_))).await;
+    client.create_room("Without Redis").await;
 
     redis.restart();
     // Back, and the echo flows again (the relay's subscription came back).
@@ -389,18 +378,7 @@ async fn relay_with_a_room(
     let relay = support::relay(|c| c.redis = Some(url)).await;
     let mut ada = Client::websocket(&relay, false).await;
     let welcome = ada.hello("Ada").await;
-    ada.send(CreateRoom {
-        req: Some(1),
-        name: "Kept".into(),
-        password: None,
-        media: None,
-        mode: PolicyMode::Host,
-        options: None,
-    })
-    .await;
-    let Message::RoomState(state) = ada.expect(|m| matches!(m, Message::RoomState(_))).await else {
-        unreachable!()
-    };
+    let state = ada.create_room("Kept").await;
     (relay, ada, welcome, state.room.id)
 }
 
@@ -485,18 +463,7 @@ async fn an_ack_means_the_change_is_stored() {
     let relay = support::relay(|c| c.redis = Some(url)).await;
     let mut ada = Client::websocket(&relay, false).await;
     ada.hello("Ada").await;
-    ada.send(CreateRoom {
-        req: Some(1),
-        name: "Durable".into(),
-        password: None,
-        media: None,
-        mode: PolicyMode::Host,
-        options: None,
-    })
-    .await;
-    let Message::RoomState(state) = ada.expect(|m| matches!(m, Message::RoomState(_))).await else {
-        unreachable!()
-    };
+    let state = ada.create_room("Durable").await;
     let key = lockstep_relay::persist::room_key(&state.room.id);
     let (reader, _) = backplane(&redis);
     eventually("stored", Duration::from_secs(3), || async {

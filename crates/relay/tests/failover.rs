@@ -10,9 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use lockstep_proto::Message;
-use lockstep_proto::message::{
-    CreateRoom, JoinRoom, Pause, Play, PolicyMode, Ready, Role, SetRole,
-};
+use lockstep_proto::message::{JoinRoom, Pause, Play, Ready, Role, SetRole};
 use lockstep_relay::testing::RedisServer;
 use support::Client;
 use support::process::RelayProcess;
@@ -51,17 +49,7 @@ async fn a_room_survives_the_sigkill_of_its_relay() {
     // On the home: Ada hosts, Grace is a co-host, the film plays.
     let mut ada = Client::websocket_at(home.http, false).await;
     let ada_welcome = ada.hello("Ada").await;
-    ada.send(CreateRoom {
-        req: Some(1),
-        name: "Survivors".into(),
-        password: None,
-        media: None,
-        mode: PolicyMode::Host,
-        options: None,
-    })
-    .await;
-    let created = ada.expect(|m| room_state(m).is_some()).await;
-    let room = room_state(&created).unwrap().room.clone();
+    let room = ada.create_room("Survivors").await.room;
     let mut grace = Client::websocket_at(home.http, false).await;
     let grace_welcome = grace.hello("Grace").await;
     grace

@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use lockstep_proto::Message;
 use lockstep_proto::message::{
-    Chat, CreateRoom, JoinRoom, Pause, Play, PolicyMode, Ready, Role, RoomState, SetRole,
-    StateUpdate,
+    Chat, JoinRoom, Pause, Play, Ready, Role, RoomState, SetRole, StateUpdate,
 };
 use lockstep_relay::testing::RedisServer;
 use support::Client;
@@ -149,18 +148,9 @@ async fn members_on_three_relays_share_one_room() {
     // Ada creates the room on its home.
     let mut ada = Client::websocket_at(home.http, false).await;
     let ada_welcome = ada.hello("Ada").await;
-    ada.send(CreateRoom {
-        req: Some(1),
-        name: "Spread".into(),
-        password: None,
-        media: None,
-        mode: PolicyMode::Host,
-        options: None,
-    })
-    .await;
-    let created = ada.expect(|m| room_state(m).is_some()).await;
-    let room = room_state(&created).unwrap().room.id.clone();
-    let invite = room_state(&created).unwrap().room.invite.clone().unwrap();
+    let created = ada.create_room("Spread").await;
+    let room = created.room.id.clone();
+    let invite = created.room.invite.clone().unwrap();
     // Stored (with its home) within a Redis round trip or so.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -338,17 +328,7 @@ async fn a_relay_cut_off_from_redis_loses_its_room_cleanly_and_its_members_follo
     // Ada hosts a room on the relay about to be cut off; Bob joins it through the other.
     let mut ada = Client::websocket_at(cut_off.http, false).await;
     let ada_welcome = ada.hello("Ada").await;
-    ada.send(CreateRoom {
-        req: Some(1),
-        name: "Cut".into(),
-        password: None,
-        media: None,
-        mode: PolicyMode::Host,
-        options: None,
-    })
-    .await;
-    let created = ada.expect(|m| room_state(m).is_some()).await;
-    let room = room_state(&created).unwrap().room.id.clone();
+    let room = ada.create_room("Cut").await.room.id;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (mut bob, bob_welcome) = join(other.http, "Bob", room.as_str()).await;
     ada.send(SetRole {
@@ -371,17 +351,7 @@ async fn a_relay_cut_off_from_redis_loses_its_room_cleanly_and_its_members_follo
     // about to be cut off.
     let mut dan = Client::websocket_at(other.http, false).await;
     dan.hello("Dan").await;
-    dan.send(CreateRoom {
-        req: Some(1),
-        name: "Elsewhere".into(),
-        password: None,
-        media: None,
-        mode: PolicyMode::Host,
-        options: None,
-    })
-    .await;
-    let created = dan.expect(|m| room_state(m).is_some()).await;
-    let elsewhere = room_state(&created).unwrap().room.id.clone();
+    let elsewhere = dan.create_room("Elsewhere").await.room.id;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (mut carol, carol_welcome) = join(cut_off.http, "Carol", elsewhere.as_str()).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -477,17 +447,7 @@ async fn joining_a_room_whose_relay_died_takes_it_over() {
     wait_for_peers(other.http, 1).await;
     let mut ada = Client::websocket_at(home.http, false).await;
     let ada_welcome = ada.hello("Ada").await;
-    ada.send(CreateRoom {
-        req: Some(1),
-        name: "Orphan".into(),
-        password: None,
-        media: None,
-        mode: PolicyMode::Host,
-        options: None,
-    })
-    .await;
-    let created = ada.expect(|m| room_state(m).is_some()).await;
-    let room = room_state(&created).unwrap().room.id.clone();
+    let room = ada.create_room("Orphan").await.room.id;
     tokio::time::sleep(Duration::from_millis(300)).await;
     home.kill();
     let killed = Instant::now();

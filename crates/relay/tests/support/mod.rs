@@ -326,6 +326,23 @@ impl Client {
         }
     }
 
+    /// Creates a host-mode room named `name` and waits for its `room_state`.
+    pub async fn create_room(&mut self, name: &str) -> lockstep_proto::message::RoomState {
+        self.send(lockstep_proto::message::CreateRoom {
+            req: Some(1),
+            name: name.into(),
+            password: None,
+            media: None,
+            mode: lockstep_proto::message::PolicyMode::Host,
+            options: None,
+        })
+        .await;
+        match self.expect(|m| matches!(m, Message::RoomState(_))).await {
+            Message::RoomState(state) => state,
+            _ => unreachable!(),
+        }
+    }
+
     /// The next message of any kind.
     pub async fn next(&mut self) -> Option<Received> {
         tokio::time::timeout(WAIT, self.inbox.recv())
