@@ -171,7 +171,7 @@ impl Inbound {
                                     self.transport,
                                     &home,
                                     &room,
-                                    hello.clone().into(),
+                                    hello.clone(),
                                 )
                                 .await;
                             if self.away {

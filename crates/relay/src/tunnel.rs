@@ -28,7 +28,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
-use lockstep_proto::message::{GoingAway, RoomId, Transport};
+use lockstep_proto::message::{GoingAway, Hello, RoomId, Transport};
 use lockstep_proto::{Encoding, Message, decode};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -102,6 +102,8 @@ struct State {
 /// The tunnels of this relay, both sides.
 pub struct Tunnels {
     relay_id: String,
+    /// This relay's own channel (compared with every message that arrives).
+    own_channel: String,
     backplane: Arc<AnyBackplane>,
     cluster: Arc<Cluster>,
     shared: Weak<Shared>,
@@ -157,6 +159,7 @@ impl Tunnels {
         });
         let tunnels = Arc::new(Tunnels {
             relay_id: cluster.relay_id().to_string(),
+            own_channel: Cluster::channel_of(cluster.relay_id()),
             backplane,
             cluster,
             shared: Arc::downgrade(shared),
@@ -199,6 +202,8 @@ impl Tunnels {
 
     // --- Member side ---------------------------------------------------------------------
 
+    /// Counts a tunnelled member of `room` here and makes sure its channel is subscribed;
+    /// `false` (and not counted) when it cannot be.
     async fn want_room(&self, room: &RoomId) -> bool {
         let mut subscribed = self.subscribed.lock().await;
         if let Ok(mut state) = self.state.lock() {
@@ -214,12 +219,30 @@ impl Tunnels {
             }
             Err(e) => {
                 tracing::warn!(error = %e, room = room.as_str(), "room channel not subscribed");
+                self.release_room(room);
                 false
             }
         }
     }
 
-    fn register(&self, to: &Member, home: &str, room: &RoomId, token: String) {
+    /// What opening a tunnel from `to` to `home` for `room` takes, whichever way it opens:
+    /// the room's channel, the connection registered as away (with the member's resume
+    /// token), and the first message restamped for the home. `None`: it cannot open.
+    async fn begin(
+        &self,
+        to: &Member,
+        home: &str,
+        room: &RoomId,
+        token: String,
+        first: Message,
+    ) -> Option<Bytes> {
+        if !self.want_room(room).await {
+            return None;
+        }
+        let Some(first) = self.encode_for(home, first) else {
+            self.release_room(room);
+            return None;
+        };
         if let Ok(mut state) = self.state.lock() {
             state.away.insert(
                 to.conn,
@@ -231,9 +254,10 @@ impl Tunnels {
                 },
             );
         }
+        Some(first)
     }
 
-    /// Sends the session on `conn` with its `join_room` for `room` (which may name it by its
+    /// Sends the session on `to` with its `join_room` for `room` (which may name it by its
     /// invite code) to `home`. `false`: it could not go (the member is told by the caller).
     pub async fn open_join(
         &self,
@@ -242,20 +266,15 @@ impl Tunnels {
         home: &str,
         room: &RoomId,
         session: SessionHandoff,
-        message: Message,
+        join: Message,
     ) -> bool {
-        if !self.want_room(room).await {
-            self.release_room(room);
-            return false;
-        }
-        self.register(to, home, room, session.resume_token.clone());
-        let conn = to.conn;
-        let Some(message) = self.encode_for(home, message) else {
+        let token = session.resume_token.clone();
+        let Some(message) = self.begin(to, home, room, token, join).await else {
             return false;
         };
         let open = PeerMessage::TunnelJoin {
             from: self.relay_id.clone(),
-            conn,
+            conn: to.conn,
             room: room.as_str().to_string(),
             transport,
             session,
@@ -271,24 +290,15 @@ impl Tunnels {
         transport: Transport,
         home: &str,
         room: &RoomId,
-        hello: Message,
+        hello: Hello,
     ) -> bool {
-        if !self.want_room(room).await {
-            self.release_room(room);
-            return false;
-        }
-        let token = match &hello {
-            Message::Hello(h) => h.resume.clone().unwrap_or_default(),
-            _ => String::new(),
-        };
-        self.register(to, home, room, token);
-        let conn = to.conn;
-        let Some(message) = self.encode_for(home, hello) else {
+        let token = hello.resume.clone().unwrap_or_default();
+        let Some(message) = self.begin(to, home, room, token, hello.into()).await else {
             return false;
         };
         let open = PeerMessage::TunnelResume {
             from: self.relay_id.clone(),
-            conn,
+            conn: to.conn,
             room: room.as_str().to_string(),
             transport,
             message,
@@ -331,12 +341,7 @@ impl Tunnels {
 
     /// A tunnelled member's connection closed here: tell its home.
     pub fn member_closed(&self, conn: ConnId) {
-        let away = match self.state.lock() {
-            Ok(mut state) => state.away.remove(&conn),
-            Err(_) => None,
-        };
-        if let Some(away) = away {
-            self.release_room(&away.room);
+        if let Some(away) = self.take_away(conn) {
             let closed = PeerMessage::TunnelClosed {
                 from: self.relay_id.clone(),
                 conn,
@@ -348,6 +353,13 @@ impl Tunnels {
                 );
             }
         }
+    }
+
+    /// Forgets that `conn` is tunnelled (and counts it out of its room).
+    fn take_away(&self, conn: ConnId) -> Option<Away> {
+        let away = self.state.lock().ok()?.away.remove(&conn)?;
+        self.release_room(&away.room);
+        Some(away)
     }
 
     fn release_room(&self, room: &RoomId) {
@@ -393,9 +405,7 @@ impl Tunnels {
 
     /// A `deliver` for members here, taken off the connection: `true` when it was one.
     fn fast_deliver(&self, envelope: &crate::backplane::Envelope) -> bool {
-        if envelope.channel != Cluster::channel_of(&self.relay_id)
-            && !is_room_channel(&envelope.channel)
-        {
+        if envelope.channel != self.own_channel && !is_room_channel(&envelope.channel) {
             return false;
         }
         match PeerMessage::decode(&envelope.payload) {
@@ -413,13 +423,7 @@ impl Tunnels {
 
     /// Ends a tunnel from this side: the member is told to come back at once.
     async fn end_here(&self, conn: ConnId, room: RoomId, reason: &str) {
-        let away = match self.state.lock() {
-            Ok(mut state) => state.away.remove(&conn),
-            Err(_) => None,
-        };
-        if let Some(away) = &away {
-            self.release_room(&away.room);
-        }
+        self.take_away(conn);
         let going = Message::GoingAway(GoingAway {
             reason: reason.to_string(),
             reconnect_after_ms: 0,
@@ -660,12 +664,7 @@ impl Tunnels {
             }
             PeerMessage::TunnelEnd { conn, reason } => {
                 // The home said what it had to say (`going_away`, an error) before closing.
-                let away = match self.state.lock() {
-                    Ok(mut state) => state.away.remove(&conn),
-                    Err(_) => None,
-                };
-                if let Some(away) = away {
-                    self.release_room(&away.room);
+                if self.take_away(conn).is_some() {
                     let _ = self.core.send(CoreEvent::CloseConn { conn, reason }).await;
                 }
             }
@@ -802,12 +801,7 @@ impl Tunnels {
                     .await;
                 continue;
             }
-            let away = match self.state.lock() {
-                Ok(mut state) => state.away.remove(&conn),
-                Err(_) => None,
-            };
-            if away.is_some() {
-                self.release_room(&room);
+            if self.take_away(conn).is_some() {
                 let _ = self.core.send(CoreEvent::Reattach { conn, token }).await;
             }
         }
@@ -819,10 +813,5 @@ impl Tunnels {
         self.state
             .lock()
             .map_or((0, 0), |s| (s.away.len(), s.routes.len()))
-    }
-
-    /// Whether `conn` here is tunnelled.
-    pub fn is_away(&self, conn: ConnId) -> bool {
-        self.home_of_conn(conn).is_some()
     }
 }
